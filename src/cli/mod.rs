@@ -1,0 +1,180 @@
+//! Command-line types (clap derive) and nothing else: every flag of every
+//! command, with its help text. No defaults that matter and no validation live
+//! here; raw values go to [`crate::config`], which resolves and checks them.
+
+pub mod forwarder;
+pub mod generate;
+pub mod tp;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use tp::{ApplyFlags, ReceiptArg, TpFlags};
+
+/// tproxyctl installs a transparent proxy the way `kumactl install transparent-proxy` does.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tproxyctl",
+    version,
+    about = "Install, check and remove kumactl-compatible transparent-proxy rules, and run the bundled forwarder",
+    long_about = None,
+    propagate_version = true,
+    args_override_self = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install the transparent proxy rules or the validator.
+    #[command(subcommand)]
+    Install(InstallCommand),
+    /// Remove what an install put on the host.
+    #[command(subcommand)]
+    Uninstall(UninstallCommand),
+    /// Prove, end to end in a throwaway network namespace, that the installed rules redirect what they should.
+    Verify(VerifyArgs),
+    /// Show what is installed, by which backend, rule counters and drift against the receipt.
+    Status(StatusArgs),
+    /// Generate resources that match the installed rules.
+    #[command(subcommand)]
+    Generate(GenerateCommand),
+    /// Run the bundled forwarder on the redirect ports.
+    Forwarder(forwarder::ForwarderArgs),
+    /// Print a shell completion script.
+    Completion(CompletionArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstallCommand {
+    /// Install the transparent proxy iptables rules (kumactl-compatible flags).
+    #[command(long_about = "Install the transparent proxy iptables rules.\n\n\
+The rules redirect inbound TCP to --redirect-inbound-port (15006) and outbound TCP to \
+--redirect-outbound-port (15001), except traffic of the kuma-dp user. They are applied with one \
+iptables-restore per IP family, as a transaction: if anything fails, every family is put back \
+as it was. Inbound TCP to every port, SSH (22) included, is redirected unless excluded with \
+--exclude-inbound-ports.")]
+    TransparentProxy(Box<InstallArgs>),
+    /// Check that the hairpin redirect works (kumactl-compatible validator).
+    TransparentProxyValidator(ValidatorArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UninstallCommand {
+    /// Remove the transparent proxy rules, and only those.
+    TransparentProxy(Box<UninstallArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Render the Universal Dataplane resource that matches the rules.
+    Dataplane(generate::GenerateDataplaneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    #[command(flatten)]
+    pub tp: TpFlags,
+    #[command(flatten)]
+    pub apply: ApplyFlags,
+    #[command(flatten)]
+    pub receipt: ReceiptArg,
+}
+
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    #[command(flatten)]
+    pub tp: TpFlags,
+    #[command(flatten)]
+    pub apply: ApplyFlags,
+    #[command(flatten)]
+    pub receipt: ReceiptArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidatorArgs {
+    /// IP family mode: dualstack or ipv4.
+    #[arg(long, value_name = "MODE")]
+    pub ip_family_mode: Option<String>,
+    /// Port the validation server listens on (the inbound redirect port).
+    #[arg(long, value_name = "PORT")]
+    pub validation_server_port: Option<String>,
+    /// kuma-dp style transparent-proxy config (file or -); overrides both flags above. Repeatable.
+    #[arg(long, value_name = "FILE|-", action = clap::ArgAction::Append)]
+    pub transparent_proxy_config: Vec<String>,
+    /// Accepted for compatibility with kumactl's validator invocation; ignored.
+    #[arg(long = "config-file", hide = true)]
+    pub config_file: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub receipt: ReceiptArg,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub receipt: ReceiptArg,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Compare a Dataplane file's transparentProxying section with the installed rules.
+    #[arg(long, value_name = "FILE")]
+    pub dataplane: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// Shell to generate the completion script for.
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Parses a boolean the way Go's strconv.ParseBool (and so kumactl's pflag) does.
+pub fn parse_go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!(
+            "'{s}' is not a boolean (use true or false, as --flag=false)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn go_bools() {
+        assert_eq!(parse_go_bool("T"), Ok(true));
+        assert_eq!(parse_go_bool("0"), Ok(false));
+        assert!(parse_go_bool("yes").is_err());
+    }
+}

@@ -1,0 +1,125 @@
+//! The kumactl-compatible transparent-proxy flags (reference §1.1), shared by
+//! install, uninstall, the forwarder and `generate dataplane`, plus the
+//! apply-only flags and the receipt path. Every value is kept raw (`Option`,
+//! strings for numbers) so that [`crate::config`] can tell "not given" from
+//! "given" and report bad values with the flag's name.
+
+use clap::{ArgAction, Args};
+
+use super::parse_go_bool;
+
+/// Flags that shape the rules and the ports; the same set drives every command
+/// that needs to agree with an install.
+#[derive(Debug, Default, Clone, Args)]
+#[command(next_help_heading = "Transparent proxy configuration")]
+pub struct TpFlags {
+    /// Configuration file (YAML or JSON), or - for stdin. Repeatable; later files win, lists replace, objects merge.
+    #[arg(long, value_name = "FILE|-", action = ArgAction::Append)]
+    pub config: Vec<String>,
+    /// Deprecated alias of --config.
+    #[arg(long = "config-file", value_name = "FILE|-", action = ArgAction::Append, hide = true)]
+    pub config_file: Vec<String>,
+
+    /// User name or UID that runs kuma-dp (default: UID 5678, then user kuma-dp).
+    #[arg(long, value_name = "USER|UID")]
+    pub kuma_dp_user: Option<String>,
+    /// Deprecated alias of --kuma-dp-user.
+    #[arg(long, value_name = "UID", hide = true)]
+    pub kuma_dp_uid: Option<String>,
+
+    /// Redirect inbound TCP (should be disabled for Gateway data plane proxies).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub redirect_inbound: Option<bool>,
+    /// Port inbound TCP is redirected to (must match the Dataplane's redirectPortInbound) [default: 15006].
+    #[arg(long, value_name = "PORT")]
+    pub redirect_inbound_port: Option<String>,
+    /// Port outbound TCP is redirected to [default: 15001].
+    #[arg(long, value_name = "PORT")]
+    pub redirect_outbound_port: Option<String>,
+    /// Comma-separated inbound destination ports that are not redirected (each use replaces the list).
+    #[arg(long, value_name = "PORTS")]
+    pub exclude_inbound_ports: Option<String>,
+    /// Comma-separated outbound TCP destination ports that are not redirected (each use replaces the list).
+    #[arg(long, value_name = "PORTS")]
+    pub exclude_outbound_ports: Option<String>,
+    /// Source IPs or CIDRs whose inbound traffic is not redirected (comma lists allowed, repeatable).
+    #[arg(long, value_name = "IPS", action = ArgAction::Append)]
+    pub exclude_inbound_ips: Vec<String>,
+    /// Destination IPs or CIDRs whose outbound traffic is not redirected (comma lists allowed, repeatable).
+    #[arg(long, value_name = "IPS", action = ArgAction::Append)]
+    pub exclude_outbound_ips: Vec<String>,
+    /// Outbound exclusion by owner: <protocol:>?<ports:>?<uids>, e.g. tcp:22,80:1000 or 53:106-108 (repeatable).
+    #[arg(long, value_name = "ENTRY", action = ArgAction::Append)]
+    pub exclude_outbound_ports_for_uids: Vec<String>,
+    /// Insert the PREROUTING jump to KUMA_MESH_INBOUND at the top instead of appending it.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub redirect_inbound_insert_instead_of_append: Option<bool>,
+    /// Insert the OUTPUT jump to KUMA_MESH_OUTBOUND at the top instead of appending it.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub redirect_outbound_insert_instead_of_append: Option<bool>,
+    /// Redirect UDP/53 sent to the name servers of resolv.conf to the DNS port.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub redirect_dns: Option<bool>,
+    /// Redirect all UDP/53 to the DNS port (implies DNS redirection).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub redirect_all_dns_traffic: Option<bool>,
+    /// Port of the DNS proxy [default: 15053].
+    #[arg(long, value_name = "PORT")]
+    pub redirect_dns_port: Option<String>,
+    /// Do not write the raw-table conntrack zone rules for DNS.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub skip_dns_conntrack_zone_split: Option<bool>,
+    /// Virtual network to capture, ifaceNameOrPrefix+:CIDR (e.g. docker0:172.17.0.0/16); repeatable.
+    #[arg(long, value_name = "IFACE:CIDR", action = ArgAction::Append)]
+    pub vnet: Vec<String>,
+    /// IP family mode: dualstack or ipv4 (case-insensitive) [default: dualstack].
+    #[arg(long, value_name = "MODE")]
+    pub ip_family_mode: Option<String>,
+    /// Add LOG rules to nat PREROUTING and OUTPUT (kernel log, not rate-limited).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub iptables_logs: Option<bool>,
+    /// Write rules without -m comment (they are still found by the receipt).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub disable_comments: Option<bool>,
+    /// Drop packets in conntrack state INVALID (mangle PREROUTING).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub drop_invalid_packets: Option<bool>,
+}
+
+/// Flags that only matter when rules are applied or removed.
+#[derive(Debug, Default, Clone, Args)]
+#[command(next_help_heading = "Applying")]
+pub struct ApplyFlags {
+    /// Print what would be done and change nothing on the host.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub dry_run: Option<bool>,
+    /// Long option names and section headers in the rules; more messages.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub verbose: Option<bool>,
+    /// Persist the rules in /etc/firewalld/direct.xml.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub store_firewalld: Option<bool>,
+    /// Seconds legacy iptables-restore waits for the xtables lock (0: no --wait) [default: 5].
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<String>,
+    /// Microseconds between xtables lock attempts (legacy only) [default: 0].
+    #[arg(long, value_name = "MICROSECONDS")]
+    pub wait_interval: Option<String>,
+    /// Retries of the apply step [default: 4].
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<String>,
+    /// Pause between retries, e.g. 2s or 500ms [default: 2s].
+    #[arg(long, value_name = "DURATION")]
+    pub sleep_between_retries: Option<String>,
+    /// Custom iptables binaries: name:path[,name:path...] (iptables, iptables-save, iptables-restore, ip6tables…).
+    #[arg(long, value_name = "NAME:PATH,...")]
+    pub iptables_executables: Option<String>,
+}
+
+/// Where the install receipt lives.
+#[derive(Debug, Default, Clone, Args)]
+pub struct ReceiptArg {
+    /// Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json].
+    #[arg(long, value_name = "FILE", env = "TPROXYCTL_RECEIPT")]
+    pub receipt: Option<std::path::PathBuf>,
+}

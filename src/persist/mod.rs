@@ -1,0 +1,1 @@
+//! Persistence of the planned rules outside iptables: firewalld's direct.xml.

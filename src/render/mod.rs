@@ -1,0 +1,7 @@
+//! Pure renderers: typed rules to `iptables-restore` text (and the argument
+//! text firewalld reuses), and the JSON form of a plan. No I/O.
+
+pub mod json;
+pub mod restore;
+
+pub use restore::{Style, dry_run_text, family_text, rule_args, rule_line};
