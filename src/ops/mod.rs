@@ -1,10 +1,31 @@
 //! Orchestration of each command: resolve the configuration, probe the host,
 //! plan, render, apply — the one place the steps of `cli → config → plan →
-//! render → host` meet.
+//! render → host` meet. One file per command.
+
+pub mod generate;
 
 use crate::Exit;
-use crate::cli::Cli;
+use crate::cli::{Cli, Command, GenerateCommand, InstallCommand, UninstallCommand};
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
-    anyhow::bail!("{:?}: not yet available", cli.command)
+    match cli.command {
+        Command::Install(InstallCommand::TransparentProxy(_a)) => {
+            not_yet("install transparent-proxy")
+        }
+        Command::Install(InstallCommand::TransparentProxyValidator(_a)) => {
+            not_yet("install transparent-proxy-validator")
+        }
+        Command::Uninstall(UninstallCommand::TransparentProxy(_a)) => {
+            not_yet("uninstall transparent-proxy")
+        }
+        Command::Verify(_a) => not_yet("verify"),
+        Command::Status(_a) => not_yet("status"),
+        Command::Generate(GenerateCommand::Dataplane(a)) => generate::run(&a),
+        Command::Forwarder(a) => crate::forwarder::run(&a),
+        Command::Completion(_a) => not_yet("completion"),
+    }
+}
+
+fn not_yet(what: &str) -> anyhow::Result<Exit> {
+    anyhow::bail!("{what} is not available in this build")
 }
