@@ -2,22 +2,21 @@
 //! plan, render, apply — the one place the steps of `cli → config → plan →
 //! render → host` meet. One file per command.
 
+pub mod common;
 pub mod generate;
+pub mod install;
+pub mod uninstall;
 
 use crate::Exit;
 use crate::cli::{Cli, Command, GenerateCommand, InstallCommand, UninstallCommand};
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
-        Command::Install(InstallCommand::TransparentProxy(_a)) => {
-            not_yet("install transparent-proxy")
-        }
+        Command::Install(InstallCommand::TransparentProxy(a)) => install::run(&a),
         Command::Install(InstallCommand::TransparentProxyValidator(_a)) => {
             not_yet("install transparent-proxy-validator")
         }
-        Command::Uninstall(UninstallCommand::TransparentProxy(_a)) => {
-            not_yet("uninstall transparent-proxy")
-        }
+        Command::Uninstall(UninstallCommand::TransparentProxy(a)) => uninstall::run(&a),
         Command::Verify(_a) => not_yet("verify"),
         Command::Status(_a) => not_yet("status"),
         Command::Generate(GenerateCommand::Dataplane(a)) => generate::run(&a),
