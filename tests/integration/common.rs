@@ -490,7 +490,7 @@ pub fn tcp_recorder(ns: &Netns, addr: SocketAddr, tag: &'static str) -> mpsc::Re
 
 /// A UDP responder in `ns` on `addr`, running as `uid` (the DNS proxy runs as
 /// the kuma-dp user, which the conntrack zone rules rely on): answers `tag`.
-pub fn udp_responder(ns: &Netns, uid: u32, addr: SocketAddr, tag: &str) -> std::process::Child {
+pub fn udp_responder(ns: &Netns, uid: u32, addr: SocketAddr, tag: &str) -> Spawned {
     let listen = match addr {
         SocketAddr::V4(a) => format!("UDP4-RECVFROM:{},bind={},reuseaddr,fork", a.port(), a.ip()),
         SocketAddr::V6(a) => format!(
@@ -524,11 +524,24 @@ pub fn udp_responder(ns: &Netns, uid: u32, addr: SocketAddr, tag: &str) -> std::
     for _ in 0..400 {
         let out = ns.run("ss", &["-Hlun"]);
         if String::from_utf8_lossy(&out.stdout).contains(&shown) {
-            return child;
+            return Spawned(child);
         }
         std::thread::sleep(Duration::from_millis(25));
     }
+    let mut child = child;
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("socat did not bind {shown} within 10s");
+}
+
+/// A child process killed and reaped when dropped.
+pub struct Spawned(pub std::process::Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A plain UDP socket echo in `ns` (no uid change), for bypass checks.
