@@ -46,8 +46,10 @@ fn unknown_flags_are_usage_errors() {
         .stderr(predicate::str::contains("--no-such-flag"));
 }
 
-/// (arguments, environment, text the message must contain)
-fn invalid_inputs(dir: &tempfile::TempDir) -> Vec<(Vec<String>, Vec<(String, String)>, String)> {
+/// Arguments, environment, and text the message must contain.
+type InvalidCase = (Vec<String>, Vec<(String, String)>, String);
+
+fn invalid_inputs(dir: &tempfile::TempDir) -> Vec<InvalidCase> {
     let malformed = dir.path().join("bad.yaml");
     std::fs::write(&malformed, "redirect: {inbound: [\n").unwrap();
     let bad_value = dir.path().join("port0.yaml");
