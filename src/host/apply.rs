@@ -8,7 +8,7 @@
 //! from its snapshot. Removal deletes our rules one by one (`-D`) and our
 //! chains (`-F`, `-X`), so foreign rules keep their order and counters.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -66,12 +66,6 @@ impl Owned {
             .map(|(t, _)| *t)
             .chain(self.chains.iter().map(|(t, _)| *t))
             .collect()
-    }
-
-    fn owns_rule(&self, table: TableName, spec: &str) -> bool {
-        self.rules
-            .iter()
-            .any(|(t, l)| *t == table && l.spec == spec)
     }
 
     fn owns_chain(&self, table: TableName, chain: &str) -> bool {
@@ -296,23 +290,30 @@ pub fn restore_snapshot(
         .stdin(input.clone())
         .run()
         .map_err(|e| restore_error(exes, "rollback", e, &input))?;
-    for t in absent {
-        let _ = delete_table_if_pristine(exes, t);
+    if !absent.is_empty() && exes.mode == Mode::Nft {
+        let (_, now) = exes.save_all()?;
+        for t in absent {
+            let _ = delete_table_if_pristine(exes, t, &now);
+        }
     }
     Ok(())
 }
 
-/// Removes a table iptables-nft created, when it holds nothing; legacy
-/// tables cannot be removed from user space. Returns whether it was removed.
-pub fn delete_table_if_pristine(exes: &Executables, table: TableName) -> anyhow::Result<bool> {
+/// Removes a table iptables-nft created, when `current` (a fresh save)
+/// shows it holds nothing; legacy tables cannot be removed from user space.
+/// Returns whether it was removed.
+pub fn delete_table_if_pristine(
+    exes: &Executables,
+    table: TableName,
+    current: &Saved,
+) -> anyhow::Result<bool> {
     if exes.mode != Mode::Nft {
         return Ok(false);
     }
     let Ok(nft) = which::which("nft") else {
         return Ok(false);
     };
-    let (_, saved) = exes.save_all()?;
-    if !saved.table(table).is_some_and(SavedTable::is_pristine) {
+    if !current.table(table).is_some_and(SavedTable::is_pristine) {
         return Ok(false);
     }
     let family = match exes.family {
@@ -363,6 +364,11 @@ pub fn verify(
     let mut problems = Vec::new();
     let mut receipts = Vec::new();
     let tool = plan.family.tool();
+    let owned_specs: HashSet<(TableName, &str)> = owned
+        .rules
+        .iter()
+        .map(|(t, l)| (*t, l.spec.as_str()))
+        .collect();
     for table in TableName::ALL {
         let planned = plan.table(table).filter(|t| !t.is_empty());
         let b = before.table(table);
@@ -440,7 +446,8 @@ pub fn verify(
                 .map(|st| {
                     st.chain_rules(&name)
                         .filter(|r| {
-                            !owned.owns_chain(table, &name) && !owned.owns_rule(table, &r.spec)
+                            !owned.owns_chain(table, &name)
+                                && !owned_specs.contains(&(table, r.spec.as_str()))
                         })
                         .map(|r| r.spec.as_str())
                         .collect()

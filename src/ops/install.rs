@@ -4,7 +4,7 @@
 //! back, record the receipt — and put every family back as it was if any
 //! step fails.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -54,7 +54,7 @@ impl Part {
 }
 
 /// Lines a receipt recorded for one family and backend, as an ownership test.
-fn receipt_lines(r: Option<&FamilyReceipt>) -> Vec<(TableName, String)> {
+pub fn receipt_lines(r: Option<&FamilyReceipt>) -> HashSet<(TableName, String)> {
     r.map(|f| {
         f.tables
             .iter()
@@ -133,7 +133,7 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
             .filter(|r| same_backend(r, &probed.exes));
         let lines = receipt_lines(prev);
         let owned = apply::find_owned(&probed.saved, &|t, l: &SavedLine| {
-            lines.iter().any(|(lt, ll)| *lt == t && *ll == l.spec)
+            lines.contains(&(t, l.spec.clone()))
         });
         parts.push(Part::new(
             probed.exes.clone(),
@@ -155,7 +155,7 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
             let (_, before) = exes.save_all()?;
             let lines = receipt_lines(Some(f));
             let owned = apply::find_owned(&before, &|t, l: &SavedLine| {
-                lines.iter().any(|(lt, ll)| *lt == t && *ll == l.spec)
+                lines.contains(&(t, l.spec.clone()))
             });
             if !owned.is_empty() {
                 parts.push(Part::new(exes, before, owned, None));
@@ -173,8 +173,10 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
         return Ok(Exit::Success);
     }
 
-    for p in &parts {
-        apply::test_input(&p.exes, &opts, &p.input).context("nothing on the host was changed")?;
+    for r in each(&parts, &opts, |p| {
+        apply::test_input(&p.exes, &opts, &p.input)
+    }) {
+        r.context("nothing on the host was changed")?;
     }
     if cfg.redirect.inbound.enabled && !crate::host::tcp_listening(cfg.redirect.inbound.port) {
         ui::warn(format!(
@@ -201,19 +203,21 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
         }
     };
 
-    for (done, p) in parts.iter().enumerate() {
-        if let Err(e) = apply::apply_input(&p.exes, &opts, &p.input) {
-            let problems = rollback(&parts[..=done], &opts);
-            undo_v6(added_v6);
-            return Err(rolled_back(e, problems));
-        }
+    let applied = each(&parts, &opts, |p| {
+        apply::apply_input(&p.exes, &opts, &p.input)
+    });
+    if let Some(e) = applied.into_iter().find_map(Result::err) {
+        let problems = rollback(&parts, &opts);
+        undo_v6(added_v6);
+        return Err(rolled_back(e, problems));
     }
 
     // Read back: every planned rule where the plan put it, nothing else moved.
     let mut families: Vec<FamilyReceipt> = Vec::new();
     let mut problems = Vec::new();
-    for p in &parts {
-        let (_, after) = match p.exes.save_all() {
+    let saved = each(&parts, &opts, |p| p.exes.save_all());
+    for (p, s) in parts.iter().zip(saved) {
+        let (_, after) = match s {
             Ok(s) => s,
             Err(e) => {
                 problems.push(format!("{e:#}"));
@@ -297,6 +301,34 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
         "transparent proxy setup completed successfully. You can now run kuma-dp (or `tproxyctl forwarder`) with the transparent-proxy feature enabled",
     );
     Ok(Exit::Success)
+}
+
+/// Runs `f` for every part, the families side by side (they are separate
+/// kernel tables), results in part order. Legacy without `--wait` stays
+/// sequential: both families would compete for the one xtables lock.
+fn each<T: Send>(
+    parts: &[Part],
+    opts: &RestoreOptions,
+    f: impl Fn(&Part) -> anyhow::Result<T> + Sync,
+) -> Vec<anyhow::Result<T>> {
+    let sequential = parts.len() < 2
+        || (opts.wait == 0
+            && parts
+                .iter()
+                .any(|p| p.exes.mode == crate::host::Mode::Legacy));
+    if sequential {
+        return parts.iter().map(&f).collect();
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = parts.iter().map(|p| s.spawn(|| f(p))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
+            })
+            .collect()
+    })
 }
 
 fn executables_from_receipt(f: &FamilyReceipt) -> Executables {

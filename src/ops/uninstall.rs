@@ -5,6 +5,7 @@
 //! rules keep their order and counters. Also removes `::6` if we added it and
 //! the receipt. Keeps going on errors and reports all of them.
 
+use std::collections::HashSet;
 use std::io::Write;
 
 use anyhow::Context;
@@ -48,23 +49,16 @@ pub fn run(args: &UninstallArgs) -> anyhow::Result<Exit> {
                 continue;
             }
         };
-        let lines: Vec<(TableName, String)> = fr
-            .as_ref()
-            .map(|f| {
-                f.tables
-                    .iter()
-                    .flat_map(|t| t.rules.iter().map(move |r| (t.table, r.line.clone())))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let lines = crate::ops::install::receipt_lines(fr.as_ref());
         let mut owned = apply::find_owned(&before, &|t, l: &SavedLine| {
-            lines.iter().any(|(lt, ll)| *lt == t && *ll == l.spec)
+            lines.contains(&(t, l.spec.clone()))
         });
         if fr.is_none() && comment_less(&before, &owned) {
             match comment_less_rules(&cfg, &exes, &before, &mut warnings) {
                 Ok(extra) => {
+                    let extra: HashSet<(TableName, String)> = extra.into_iter().collect();
                     owned = apply::find_owned(&before, &|t, l: &SavedLine| {
-                        extra.iter().any(|(et, el)| *et == t && *el == l.spec)
+                        extra.contains(&(t, l.spec.clone()))
                     })
                 }
                 Err(e) => warnings.push(format!(
@@ -116,16 +110,27 @@ pub fn run(args: &UninstallArgs) -> anyhow::Result<Exit> {
     }
 
     let opts = RestoreOptions::from_config(&cfg);
-    for t in &targets {
-        if t.owned.is_empty() {
-            ui::info(format!(
-                "[{}] no transparent proxy rules left in the {} backend",
-                t.exes.family.tool(),
-                t.exes.mode
-            ));
-            continue;
-        }
-        if let Err(e) = remove(t, &opts) {
+    // Families and backends are separate tables: remove side by side, unless
+    // legacy without --wait would make them compete for the xtables lock.
+    let sequential = opts.wait == 0 && targets.iter().any(|t| t.exes.mode == Mode::Legacy);
+    let results: Vec<anyhow::Result<()>> = if sequential {
+        targets.iter().map(|t| remove(t, &opts)).collect()
+    } else {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = targets
+                .iter()
+                .map(|t| s.spawn(|| remove(t, &opts)))
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
+                })
+                .collect()
+        })
+    };
+    for r in results {
+        if let Err(e) = r {
             errors.push(format!("{e:#}"));
         }
     }
@@ -154,12 +159,20 @@ pub fn run(args: &UninstallArgs) -> anyhow::Result<Exit> {
 /// Removes one target's rules and checks nothing of ours is left and
 /// nothing else changed.
 fn remove(t: &Target, opts: &RestoreOptions) -> anyhow::Result<()> {
+    if t.owned.is_empty() {
+        ui::info(format!(
+            "[{}] no transparent proxy rules left in the {} backend",
+            t.exes.family.tool(),
+            t.exes.mode
+        ));
+        return Ok(());
+    }
     let input = apply::transaction_input(&t.owned, None);
     apply::test_input(&t.exes, opts, &input)?;
     apply::apply_input(&t.exes, opts, &input)?;
     let (_, after) = t.exes.save_all()?;
-    let lines: Vec<&str> = t.owned.rules.iter().map(|(_, l)| l.spec.as_str()).collect();
-    let left = apply::find_owned(&after, &|_, l: &SavedLine| lines.contains(&l.spec.as_str()));
+    let lines: HashSet<&str> = t.owned.rules.iter().map(|(_, l)| l.spec.as_str()).collect();
+    let left = apply::find_owned(&after, &|_, l: &SavedLine| lines.contains(l.spec.as_str()));
     if !left.is_empty() {
         anyhow::bail!(
             "[{}] {} rule(s) or chain(s) of ours are still present after removal",
@@ -188,7 +201,7 @@ fn remove(t: &Target, opts: &RestoreOptions) -> anyhow::Result<()> {
     }
     if let Some(fr) = &t.receipt {
         for tr in fr.tables.iter().filter(|tr| tr.created) {
-            match apply::delete_table_if_pristine(&t.exes, tr.table) {
+            match apply::delete_table_if_pristine(&t.exes, tr.table, &after) {
                 Ok(true) => {}
                 Ok(false) => {
                     if t.exes.mode == Mode::Legacy && opts.verbose {
