@@ -3,5 +3,6 @@
 
 pub mod json;
 pub mod restore;
+pub mod template;
 
 pub use restore::{Style, dry_run_text, family_text, rule_args, rule_line};
