@@ -262,39 +262,27 @@ fn from_template(args: &DataplaneFlags, source: &str, cfg: &Config) -> anyhow::R
     let from = format!("template {shown}");
     fill_type_and_mesh(&mut dp, &from, args.mesh.as_deref());
 
-    let want = TransparentProxying::from_config(cfg);
-    match dp.networking.transparent_proxying.as_mut() {
-        Some(tp) => {
-            let before = Dataplane {
-                networking: Networking {
-                    transparent_proxying: Some(tp.clone()),
-                    address: dp.networking.address.clone(),
-                    ..Networking::default()
-                },
-                ..Dataplane::default()
-            };
-            let diffs: Vec<String> = dpm::compare_transparent_proxying(&before, cfg)
-                .into_iter()
-                .filter(|d| d.starts_with("networking.transparentProxying."))
-                .collect();
-            for d in &diffs {
-                ui::warn(format!("{from}: {d}"));
-            }
-            if !diffs.is_empty() {
-                ui::warn(
-                    "the redirect ports and ipFamilyMode are taken from the install configuration, \
-                     so the Dataplane matches the rules",
-                );
-            }
-            tp.apply_config(cfg);
+    // A template without the section stays without it; `run` warns when the
+    // rules redirect traffic all the same.
+    if let Some(tp) = dp.networking.transparent_proxying.as_mut() {
+        let before = Dataplane {
+            networking: Networking {
+                transparent_proxying: Some(tp.clone()),
+                ..Networking::default()
+            },
+            ..Dataplane::default()
+        };
+        let diffs = dpm::compare_transparent_proxying(&before, cfg);
+        for d in &diffs {
+            ui::warn(format!("{from}: {d}"));
         }
-        None if want.redirect_port_inbound != 0 || want.redirect_port_outbound != 0 => {
-            ui::warn(format!(
-                "{from} has no networking.transparentProxying section: the Dataplane will not use \
-                 the transparent proxy, although the rules redirect traffic to it"
-            ));
+        if !diffs.is_empty() {
+            ui::warn(
+                "the redirect ports and ipFamilyMode are taken from the install configuration, \
+                 so the Dataplane matches the rules",
+            );
         }
-        None => {}
+        tp.apply_config(cfg);
     }
     validated(&dp, Origin::Template(shown))?;
     Ok(dp)
