@@ -865,9 +865,24 @@ fn validate_backend_ref(at: &str, r: &BackendRef, v: &mut Validation) {
 /// difference, empty when they agree. Pure; `generate dataplane --check` and
 /// `status` use it.
 pub fn compare_transparent_proxying(dp: &Dataplane, cfg: &Config) -> Vec<String> {
+    let mut out = compare_section(dp.transparent_proxying(), cfg);
+    if cfg.ip_family_mode == IpFamilyMode::Ipv4
+        && let Some(IpAddr::V6(a)) = dp.address_ip()
+    {
+        out.push(format!(
+            "networking.address {a} is IPv6, but the rules are ipv4 only: the control plane turns \
+             transparent proxying off for this Dataplane"
+        ));
+    }
+    out
+}
+
+/// [`compare_transparent_proxying`] for the section alone (redirect ports and
+/// ipFamilyMode; `None` is a Dataplane without the section).
+pub fn compare_section(tp: Option<&TransparentProxying>, cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
     let want = TransparentProxying::from_config(cfg);
-    let Some(tp) = dp.transparent_proxying() else {
+    let Some(tp) = tp else {
         if want.redirect_port_inbound != 0 || want.redirect_port_outbound != 0 {
             out.push(format!(
                 "networking.transparentProxying is missing, but the rules redirect {}: kuma-dp will not listen there",
@@ -924,14 +939,6 @@ pub fn compare_transparent_proxying(dp: &Dataplane, cfg: &Config) -> Vec<String>
                  (set ipFamilyMode: IPv4)"
             ),
         });
-    }
-    if cfg.ip_family_mode == IpFamilyMode::Ipv4
-        && let Some(IpAddr::V6(a)) = dp.address_ip()
-    {
-        out.push(format!(
-            "networking.address {a} is IPv6, but the rules are ipv4 only: the control plane turns \
-             transparent proxying off for this Dataplane"
-        ));
     }
     out
 }

@@ -265,14 +265,7 @@ fn from_template(args: &DataplaneFlags, source: &str, cfg: &Config) -> anyhow::R
     // A template without the section stays without it; `run` warns when the
     // rules redirect traffic all the same.
     if let Some(tp) = dp.networking.transparent_proxying.as_mut() {
-        let before = Dataplane {
-            networking: Networking {
-                transparent_proxying: Some(tp.clone()),
-                ..Networking::default()
-            },
-            ..Dataplane::default()
-        };
-        let diffs = dpm::compare_transparent_proxying(&before, cfg);
+        let diffs = dpm::compare_section(Some(tp), cfg);
         for d in &diffs {
             ui::warn(format!("{from}: {d}"));
         }
