@@ -118,6 +118,7 @@ pub struct ApplyFlags {
 
 /// Where the install receipt lives.
 #[derive(Debug, Default, Clone, Args)]
+#[command(next_help_heading = "Receipt")]
 pub struct ReceiptArg {
     /// Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json].
     #[arg(long, value_name = "FILE", env = "TPROXYCTL_RECEIPT")]

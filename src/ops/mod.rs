@@ -3,6 +3,7 @@
 //! render → host` meet. One file per command.
 
 pub mod common;
+pub mod completion;
 pub mod generate;
 pub mod install;
 pub mod uninstall;
@@ -21,7 +22,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Status(_a) => not_yet("status"),
         Command::Generate(GenerateCommand::Dataplane(a)) => generate::run(&a),
         Command::Forwarder(a) => crate::forwarder::run(&a),
-        Command::Completion(_a) => not_yet("completion"),
+        Command::Completion(a) => completion::run(&a),
     }
 }
 

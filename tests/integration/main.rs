@@ -5,5 +5,6 @@
 mod common;
 
 mod cli;
+mod generated;
 mod golden;
 mod kernel;
