@@ -6,6 +6,7 @@ pub mod common;
 pub mod completion;
 pub mod generate;
 pub mod install;
+pub mod status;
 pub mod uninstall;
 
 use crate::Exit;
@@ -19,7 +20,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Uninstall(UninstallCommand::TransparentProxy(a)) => uninstall::run(&a),
         Command::Verify(_a) => not_yet("verify"),
-        Command::Status(_a) => not_yet("status"),
+        Command::Status(a) => status::run(&a),
         Command::Generate(GenerateCommand::Dataplane(a)) => generate::run(&a),
         Command::Forwarder(a) => crate::forwarder::run(&a),
         Command::Completion(a) => completion::run(&a),

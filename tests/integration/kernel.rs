@@ -723,3 +723,63 @@ fn nothing_to_uninstall_is_success() {
         stderr(&out)
     );
 }
+
+#[test]
+fn status_reports_rules_drift_and_resolv_conf_changes() {
+    require_kernel!();
+    let ns = Netns::new("status");
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = receipt_path(&dir);
+    let resolv = dir.path().join("resolv.conf");
+    std::fs::write(&resolv, "nameserver 10.0.0.2\n").unwrap();
+    let out = ns.tproxyctl(&["status", "--receipt", &receipt]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("not installed"));
+    let out = ns
+        .cmd(
+            bin(),
+            &install_args(&Backend::Nft.executables(), &receipt, &["--redirect-dns"]),
+        )
+        .env(
+            "KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_RESOLV_CONFIG_PATH",
+            &resolv,
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ns.tproxyctl_ok(&["status", "--receipt", &receipt, "--output", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["installed"], true);
+    assert_eq!(json["families"][0]["in_place"], true);
+    assert_eq!(json["families"][0]["rules"].as_array().unwrap().len(), 18);
+    // drift: a rule deleted by hand; resolv.conf changed
+    ns.run_ok(
+        "iptables-nft",
+        &["-t", "nat", "-D", "KUMA_MESH_OUTBOUND_REDIRECT", "1"],
+    );
+    std::fs::write(&resolv, "nameserver 10.0.0.3\n").unwrap();
+    let out = ns.tproxyctl(&["status", "--receipt", &receipt]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("DRIFTED") && text.contains("MISSING"),
+        "{text}"
+    );
+    assert!(text.contains("changed since the install"), "{text}");
+    // a second install puts the rule back
+    let out = ns
+        .cmd(
+            bin(),
+            &install_args(&Backend::Nft.executables(), &receipt, &["--redirect-dns"]),
+        )
+        .env(
+            "KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_RESOLV_CONFIG_PATH",
+            &resolv,
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("already installed"));
+    ns.tproxyctl_ok(&["status", "--receipt", &receipt]);
+    ns.tproxyctl_ok(&uninstall_args(&receipt, &[]));
+}
