@@ -8,6 +8,7 @@ pub mod generate;
 pub mod install;
 pub mod status;
 pub mod uninstall;
+pub mod validator;
 
 use crate::Exit;
 use crate::cli::{Cli, Command, GenerateCommand, InstallCommand, UninstallCommand};
@@ -15,9 +16,7 @@ use crate::cli::{Cli, Command, GenerateCommand, InstallCommand, UninstallCommand
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Install(InstallCommand::TransparentProxy(a)) => install::run(&a),
-        Command::Install(InstallCommand::TransparentProxyValidator(_a)) => {
-            not_yet("install transparent-proxy-validator")
-        }
+        Command::Install(InstallCommand::TransparentProxyValidator(a)) => validator::run(&a),
         Command::Uninstall(UninstallCommand::TransparentProxy(a)) => uninstall::run(&a),
         Command::Verify(_a) => not_yet("verify"),
         Command::Status(a) => status::run(&a),

@@ -783,3 +783,67 @@ fn status_reports_rules_drift_and_resolv_conf_changes() {
     ns.tproxyctl_ok(&["status", "--receipt", &receipt]);
     ns.tproxyctl_ok(&uninstall_args(&receipt, &[]));
 }
+
+#[test]
+fn validator_passes_for_the_exempt_user_only() {
+    require_kernel!();
+    let t = Topology::new("val");
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = receipt_path(&dir);
+    t.a.tproxyctl_ok(&install_args(
+        &Backend::Nft.executables(),
+        &receipt,
+        &["--redirect-inbound-port", "16006"],
+    ));
+    let as_user = |uid: u32, extra: &[&str]| {
+        let u = uid.to_string();
+        let mut args = vec![
+            format!("--reuid={u}"),
+            format!("--regid={u}"),
+            "--clear-groups".to_string(),
+            bin().to_string(),
+            "install".to_string(),
+            "transparent-proxy-validator".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        t.a.run("setpriv", &refs)
+    };
+    let cfg = temp_file("redirect:\n  inbound:\n    port: 16006\n");
+    std::fs::set_permissions(cfg.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cfg_path = cfg.path().display().to_string();
+    // the config file overrides the flag, as in kumactl
+    let out = as_user(
+        EXEMPT_UID,
+        &[
+            "--validation-server-port",
+            "1",
+            "--transparent-proxy-config",
+            &cfg_path,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("[IPv4] validation succeeded") && err.contains("[IPv6] validation succeeded"),
+        "{err}"
+    );
+    // any other user's connection to 127.0.0.6 is not redirected
+    let out = as_user(
+        APP_UID,
+        &[
+            "--validation-server-port",
+            "16006",
+            "--ip-family-mode",
+            "ipv4",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("validation failed: client failed to connect"),
+        "{}",
+        stderr(&out)
+    );
+    let out = as_user(EXEMPT_UID, &["--validation-server-port", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+}
