@@ -11,6 +11,14 @@
 //! wipe the rules of Docker, kube-proxy, libvirt and anyone else, while our
 //! live rules need nothing: the same flush replaces them with the identical
 //! rules from `direct.xml`, without "chain already exists" errors.
+//!
+//! One firewalld default does break our rules, whoever applied them:
+//! `RFC3964_IPv4=yes` adds `ip6 daddr ::/96 reject` to firewalld's own filter
+//! OUTPUT (firewalld issue #578), after an `oifname "lo" accept`. REDIRECT
+//! sends locally generated IPv6 to `::1`, which is in `::/96`, and at that
+//! hook the packet still has its original output interface, so outbound IPv6
+//! (and IPv6 DNS) redirection fails with "No route to host" while firewalld
+//! runs. We say so; changing firewalld's settings is the administrator's call.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -47,12 +55,26 @@ pub struct Daemon {
     pub individual_calls: bool,
     /// The backend of the iptables firewalld runs, when it can be told.
     pub iptables: Option<Mode>,
+    /// `RFC3964_IPv4` of `firewalld.conf` (default `yes`).
+    pub rfc3964_ipv4: bool,
 }
 
-/// Settings of `firewalld.conf` we care about, from its text.
-pub fn parse_conf(text: &str) -> (String, bool) {
-    let mut backend = "nftables".to_string();
-    let mut individual = false;
+/// The settings of `firewalld.conf` we care about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conf {
+    pub backend: String,
+    pub individual_calls: bool,
+    pub rfc3964_ipv4: bool,
+}
+
+/// Reads `firewalld.conf` text with firewalld's defaults for what is unset.
+pub fn parse_conf(text: &str) -> Conf {
+    let mut conf = Conf {
+        backend: "nftables".to_string(),
+        individual_calls: false,
+        rfc3964_ipv4: true,
+    };
+    let yes = |v: &str| matches!(v.to_ascii_lowercase().as_str(), "yes" | "true");
     for line in text.lines() {
         let line = line.trim();
         if line.starts_with('#') {
@@ -63,14 +85,13 @@ pub fn parse_conf(text: &str) -> (String, bool) {
         };
         let v = v.trim().trim_matches('"').trim_matches('\'');
         match k.trim() {
-            "FirewallBackend" if !v.is_empty() => backend = v.to_ascii_lowercase(),
-            "IndividualCalls" => {
-                individual = matches!(v.to_ascii_lowercase().as_str(), "yes" | "true")
-            }
+            "FirewallBackend" if !v.is_empty() => conf.backend = v.to_ascii_lowercase(),
+            "IndividualCalls" => conf.individual_calls = yes(v),
+            "RFC3964_IPv4" => conf.rfc3964_ipv4 = yes(v),
             _ => {}
         }
     }
-    (backend, individual)
+    conf
 }
 
 /// The backend named by `iptables --version` output.
@@ -130,22 +151,41 @@ pub fn inspect(direct_path: &Path) -> Daemon {
         .parent()
         .unwrap_or(Path::new("."))
         .join("firewalld.conf");
-    let (backend, individual_calls) =
-        parse_conf(&std::fs::read_to_string(conf).unwrap_or_default());
+    let conf = parse_conf(&std::fs::read_to_string(conf).unwrap_or_default());
     let iptables = run(Path::new(FIREWALLD_IPTABLES), &["--version"])
         .and_then(|(_, out)| mode_of_version(&out));
     Daemon {
         state,
-        backend,
-        individual_calls,
+        backend: conf.backend,
+        individual_calls: conf.individual_calls,
         iptables,
+        rfc3964_ipv4: conf.rfc3964_ipv4,
     }
 }
 
 impl Daemon {
+    /// Whether this firewalld, when running, rejects redirected outbound
+    /// IPv6 (see the module documentation). Worth telling on any install
+    /// with IPv6 rules, with or without `--store-firewalld`.
+    pub fn blocks_ipv6_redirect(&self) -> bool {
+        self.state != State::NotInstalled && self.rfc3964_ipv4
+    }
+
+    /// The warning for [`Daemon::blocks_ipv6_redirect`], naming the file to
+    /// change (`firewalld.conf` beside `direct_path`).
+    pub fn ipv6_redirect_notice(&self, direct_path: &Path) -> Option<String> {
+        self.blocks_ipv6_redirect().then(|| {
+            format!(
+                "firewalld's RFC3964_IPv4=yes (the default) rejects IPv6 packets to ::/96, which includes ::1 where REDIRECT sends locally generated IPv6: outbound IPv6 and IPv6 DNS redirection fail with \"No route to host\" while firewalld runs; set RFC3964_IPv4=no in {} and reload or restart firewalld",
+                direct_path.with_file_name("firewalld.conf").display()
+            )
+        })
+    }
+
     /// What to tell the user after `--store-firewalld` wrote `path`, given
-    /// the backends the live rules were applied with.
-    pub fn install_notices(&self, path: &Path, applied: &[Mode]) -> Vec<String> {
+    /// the backends the live rules were applied with and whether IPv6 rules
+    /// were planned.
+    pub fn install_notices(&self, path: &Path, applied: &[Mode], ipv6: bool) -> Vec<String> {
         let p = path.display();
         let mut out = Vec::new();
         match self.state {
@@ -182,6 +222,9 @@ impl Daemon {
                     .unwrap_or_default()
             ));
         }
+        if ipv6 {
+            out.extend(self.ipv6_redirect_notice(path));
+        }
         out
     }
 
@@ -203,12 +246,24 @@ mod tests {
 
     #[test]
     fn conf_defaults_and_values() {
-        assert_eq!(parse_conf(""), ("nftables".to_string(), false));
-        let text = "# FirewallBackend=iptables\nFirewallBackend=iptables\nIndividualCalls=yes\n";
-        assert_eq!(parse_conf(text), ("iptables".to_string(), true));
+        let defaults = Conf {
+            backend: "nftables".to_string(),
+            individual_calls: false,
+            rfc3964_ipv4: true,
+        };
+        assert_eq!(parse_conf(""), defaults);
+        let text = "# FirewallBackend=iptables\nFirewallBackend=iptables\nIndividualCalls=yes\nRFC3964_IPv4=no\n";
+        assert_eq!(
+            parse_conf(text),
+            Conf {
+                backend: "iptables".to_string(),
+                individual_calls: true,
+                rfc3964_ipv4: false,
+            }
+        );
         assert_eq!(
             parse_conf("FirewallBackend = \"nftables\"\nIndividualCalls=no"),
-            ("nftables".to_string(), false)
+            defaults
         );
     }
 
@@ -232,6 +287,7 @@ mod tests {
             backend: backend.to_string(),
             individual_calls: false,
             iptables,
+            rfc3964_ipv4: false,
         }
     }
 
@@ -239,19 +295,33 @@ mod tests {
     fn notices_name_the_situation() {
         let p = Path::new("/etc/firewalld/direct.xml");
         let running = daemon(State::Running, "nftables", Some(Mode::Nft));
-        let n = running.install_notices(p, &[Mode::Nft, Mode::Nft]);
+        let n = running.install_notices(p, &[Mode::Nft, Mode::Nft], true);
         assert_eq!(n.len(), 1, "{n:?}");
         assert!(n[0].contains("not reloaded"), "{n:?}");
-        let n = running.install_notices(p, &[Mode::Legacy]);
+        let n = running.install_notices(p, &[Mode::Legacy], false);
         assert!(n.iter().any(|m| m.contains("both backends")), "{n:?}");
-        let n = daemon(State::NotRunning, "iptables", None).install_notices(p, &[Mode::Nft]);
+        let n = daemon(State::NotRunning, "iptables", None).install_notices(p, &[Mode::Nft], false);
         assert!(
             n[0].contains("not running") && n[1].contains("OUTPUT_direct"),
             "{n:?}"
         );
-        let n = daemon(State::NotInstalled, "nftables", Some(Mode::Nft))
-            .install_notices(p, &[Mode::Legacy]);
+        let n = daemon(State::NotInstalled, "nftables", Some(Mode::Nft)).install_notices(
+            p,
+            &[Mode::Legacy],
+            true,
+        );
         assert_eq!(n.len(), 1, "{n:?}");
+        let strict = Daemon {
+            rfc3964_ipv4: true,
+            ..running.clone()
+        };
+        let n = strict.install_notices(p, &[Mode::Nft], true);
+        assert!(
+            n.iter()
+                .any(|m| m.contains("RFC3964_IPv4=no in /etc/firewalld/firewalld.conf")),
+            "{n:?}"
+        );
+        assert_eq!(strict.install_notices(p, &[Mode::Nft], false).len(), 1);
         assert!(running.uninstall_notices(p, true)[0].contains("--reload"));
         assert!(running.uninstall_notices(p, false).is_empty());
         assert!(

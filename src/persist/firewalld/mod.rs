@@ -300,6 +300,11 @@ fn matching(doc: &xml::Document<'_>, pred: impl Fn(&Entry) -> bool) -> Vec<usize
         .collect()
 }
 
+/// Every entry firewalld would read from a `direct.xml` text, in file order.
+pub fn entries_in(xml: &str) -> anyhow::Result<Vec<Entry>> {
+    Ok(xml::Document::parse(xml)?.entries().cloned().collect())
+}
+
 /// The entries of `existing` that [`Entry::is_ours`] recognises, in receipt
 /// form: what uninstall removes when there is no receipt.
 pub fn recognised(existing: &str) -> anyhow::Result<Vec<String>> {
