@@ -316,6 +316,29 @@ pub fn recognised(existing: &str) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
+/// Refuses entries firewalld cannot load. With `IndividualCalls=no` (its
+/// default) firewalld feeds direct rules to `iptables-restore`, wrapping each
+/// argument that contains whitespace in double quotes without escaping
+/// (`ipXtables.py` `set_rules`); an argument holding a `"` then breaks the
+/// whole input, and firewalld fails to start and falls back to its stock
+/// configuration — at boot, with the host's own firewall rules gone (shown
+/// in `tests/firewalld.rs`). The planner cannot produce one (interface names
+/// with quotes are rejected in `config`); this keeps it that way for the file.
+fn check_loadable(entries: &[Entry]) -> anyhow::Result<()> {
+    for e in entries {
+        if let Entry::Rule { args, .. } = e {
+            let argv = split_args(args)
+                .with_context(|| format!("{e}: the rule's arguments have unbalanced quotes"))?;
+            if argv.iter().any(|a| a.contains('"')) {
+                bail!(
+                    "{e}: an argument contains a double quote, which firewalld cannot pass to iptables-restore (it would fail to start and fall back to its stock configuration)"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What storing a rule set does to a file's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
@@ -331,15 +354,17 @@ pub struct Update {
     pub entries: Vec<String>,
 }
 
-/// Pure core of [`store`]: takes out our entries that are not planned any
-/// more (recognised ones and those listed in `previous`), then merges the
-/// planned ones. Foreign entries stay untouched.
+/// Pure core of [`store`]: refuses rules firewalld could not load, takes out
+/// our entries that are not planned any more (recognised ones and those
+/// listed in `previous`), then merges the planned ones. Foreign entries stay
+/// untouched.
 pub fn update(
     existing: Option<&str>,
     set: &RuleSet,
     previous: Option<&FirewalldReceipt>,
 ) -> anyhow::Result<Update> {
     let planned = planned_entries(set);
+    check_loadable(&planned)?;
     let before = match previous {
         Some(p) => {
             parse_all(&p.entries).context("reading the previous receipt's firewalld entries")?
