@@ -311,6 +311,14 @@ fn quoted_comments_are_escaped_and_round_trip() {
         r#"--comment "kuma/mesh/transparent/proxy/say \"hi\" &amp; &lt;bye&gt; \\ 'x'" -j RETURN</rule>"#
     ));
     assert!(!xml.contains("&#34;") && !xml.contains("&quot;"));
+    // firewalld could not load them (see the kernel test below): refused
+    // before anything is written.
+    let dir = tempfile::tempdir().unwrap();
+    let err = format!(
+        "{:#}",
+        firewalld::preflight(&dir.path().join("direct.xml"), &set).unwrap_err()
+    );
+    assert!(err.contains("double quote"), "{err}");
     for e in firewalld::planned_entries(&set) {
         assert_eq!(Entry::parse(&e.to_string()).unwrap(), e);
     }

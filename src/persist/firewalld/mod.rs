@@ -300,6 +300,15 @@ fn matching(doc: &xml::Document<'_>, pred: impl Fn(&Entry) -> bool) -> Vec<usize
         .collect()
 }
 
+/// The receipt form of the children at `indices`.
+fn receipt_forms(doc: &xml::Document<'_>, indices: &[usize]) -> Vec<String> {
+    indices
+        .iter()
+        .filter_map(|&i| doc.children[i].entry.as_ref())
+        .map(|e| e.to_string())
+        .collect()
+}
+
 /// Every entry firewalld would read from a `direct.xml` text, in file order.
 pub fn entries_in(xml: &str) -> anyhow::Result<Vec<Entry>> {
     Ok(xml::Document::parse(xml)?.entries().cloned().collect())
@@ -377,12 +386,7 @@ pub fn update(
                 (e.is_ours() || before.iter().any(|b| b.same_as(e)))
                     && !planned.iter().any(|p| p.same_as(e))
             });
-            let removed = stale
-                .iter()
-                .filter_map(|&i| doc.children[i].entry.as_ref())
-                .map(|e| e.to_string())
-                .collect();
-            (Some(doc.without(&stale)), removed)
+            (Some(doc.without(&stale)), receipt_forms(&doc, &stale))
         }
         None => (None, Vec::new()),
     };
@@ -418,10 +422,11 @@ pub fn would_write(path: &Path, set: &RuleSet) -> anyhow::Result<String> {
         .with_context(|| format!("firewalld direct configuration {}", path.display()))
 }
 
-/// Checks, before anything on the host changes, that `store` can succeed:
-/// the directory exists (firewalld creates it when installed) and an existing
-/// file is a `direct.xml` we can merge into.
-pub fn preflight(path: &Path) -> anyhow::Result<()> {
+/// Checks, before anything on the host changes, that storing `set` at
+/// `path` will succeed: the directory exists (firewalld creates it when
+/// installed), an existing file is a `direct.xml` we can merge into, and
+/// firewalld can load every planned rule.
+pub fn preflight(path: &Path, set: &RuleSet) -> anyhow::Result<()> {
     let dir = parent(path);
     if !dir.is_dir() {
         bail!(
@@ -429,11 +434,7 @@ pub fn preflight(path: &Path) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    if let Some(text) = read_optional(path)? {
-        parse_existing(Some(&text))
-            .with_context(|| format!("firewalld direct configuration {}", path.display()))?;
-    }
-    Ok(())
+    would_write(path, set).map(|_| ())
 }
 
 fn parent(path: &Path) -> &Path {
@@ -538,11 +539,7 @@ pub fn unstore(path: &Path, receipt: Option<&FirewalldReceipt>) -> anyhow::Resul
     if ours.is_empty() {
         return Ok(Unstored::default());
     }
-    let removed = ours
-        .iter()
-        .filter_map(|&i| doc.children[i].entry.as_ref())
-        .map(|e| e.to_string())
-        .collect();
+    let removed = receipt_forms(&doc, &ours);
     let text = doc.without(&ours);
     let empty = xml::Document::parse(&text)
         .with_context(what)?

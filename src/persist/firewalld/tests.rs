@@ -369,7 +369,7 @@ fn store_and_unstore_files() {
     std::fs::write(&real, FOREIGN).unwrap();
     std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
     std::os::unix::fs::symlink(&real, &path).unwrap();
-    preflight(&path).unwrap();
+    preflight(&path, &set).unwrap();
     let r = store(&path, &set).unwrap();
     assert!(!r.created);
     assert!(
@@ -392,8 +392,8 @@ fn store_and_unstore_files() {
         err.contains("direct.xml") && err.contains("<zone>"),
         "{err}"
     );
-    assert!(preflight(&path).is_err());
-    assert!(preflight(&dir.path().join("none/direct.xml")).is_err());
+    assert!(preflight(&path, &set).is_err());
+    assert!(preflight(&dir.path().join("none/direct.xml"), &set).is_err());
 }
 
 #[test]
