@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -20,6 +21,7 @@ use crate::host::save::{Saved, SavedLine};
 use crate::host::{exec, netif};
 use crate::model::{Family, FamilyRules, TableName};
 use crate::ops::common::{self, flush_warnings};
+use crate::persist::firewalld;
 use crate::plan;
 use crate::render::{Style, dry_run_text};
 use crate::ui;
@@ -102,17 +104,35 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
         }
     }
 
+    let fw_path = args
+        .apply
+        .firewalld_direct_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(firewalld::DEFAULT_PATH));
     if cfg.dry_run {
-        let text = dry_run_text(
+        let mut text = dry_run_text(
             &planned.rules,
             Style {
                 verbose: cfg.verbose,
             },
         );
+        if cfg.store_firewalld {
+            // What direct.xml would hold; without read access, as a new file.
+            let xml = firewalld::would_write(&fw_path, &planned.rules)
+                .or_else(|_| firewalld::render(None, &planned.rules))?;
+            text.push_str(&format!(
+                "\n### firewalld: {} ###\n\n{xml}",
+                fw_path.display()
+            ));
+        }
         let mut out = std::io::stdout().lock();
         out.write_all(text.as_bytes())?;
         out.flush()?;
         return Ok(Exit::Success);
+    }
+    if cfg.store_firewalld {
+        firewalld::preflight(&fw_path, &planned.rules)
+            .context("--store-firewalld cannot be honoured; nothing on the host was changed")?;
     }
     let sel = probe.selection.as_ref().expect("checked above");
     let opts = RestoreOptions::from_config(&cfg);
@@ -259,6 +279,29 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
         ));
     }
 
+    // Persistence: the same planned rules into direct.xml; stale entries of a
+    // previous install go whether or not this one persists.
+    let old_fw = old.as_ref().and_then(|r| r.firewalld.as_ref());
+    let fw_receipt = if cfg.store_firewalld {
+        match firewalld::store_replacing(&fw_path, &planned.rules, old_fw) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let rb = rollback(&parts, &opts);
+                undo_v6(added_v6);
+                return Err(rolled_back(e, rb));
+            }
+        }
+    } else {
+        if let Some(prev) = old_fw
+            && let Err(e) = firewalld::unstore(&prev.path, Some(prev))
+        {
+            ui::warn(format!(
+                "could not remove the previous firewalld entries: {e:#}"
+            ));
+        }
+        None
+    };
+
     let kept_v6 = old.as_ref().is_some_and(|r| r.ipv6_loopback_added) && wants_v6;
     let new_receipt = Receipt {
         version: receipt::VERSION,
@@ -273,12 +316,22 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
         dns_servers: probe.dns_servers.clone(),
         families,
         ipv6_loopback_added: added_v6 || kept_v6,
-        firewalld: None,
+        firewalld: fw_receipt.clone(),
     };
     if let Err(e) = receipt::store(&receipt_path, &new_receipt) {
         let rb = rollback(&parts, &opts);
         undo_v6(added_v6);
+        if let Some(fw) = &fw_receipt {
+            let _ = firewalld::unstore(&fw.path, Some(fw));
+        }
         return Err(rolled_back(e, rb));
+    }
+    if let Some(fw) = &fw_receipt {
+        let modes: Vec<crate::host::Mode> = parts.iter().map(|p| p.exes.mode).collect();
+        ui::info(format!("[firewalld] rules stored in {}", fw.path.display()));
+        for n in firewalld::daemon::inspect(&fw.path).install_notices(&fw.path, &modes, wants_v6) {
+            ui::warn(format!("[firewalld] {n}"));
+        }
     }
     // ::6 we added earlier and no longer need.
     if !wants_v6 && old.as_ref().is_some_and(|r| r.ipv6_loopback_added) {

@@ -20,6 +20,7 @@ use crate::host::save::{Saved, SavedLine, is_our_chain};
 use crate::host::{canonical, netif};
 use crate::model::{Family, TableName};
 use crate::ops::common::{self, flush_warnings};
+use crate::persist::firewalld;
 use crate::plan;
 use crate::ui;
 
@@ -78,8 +79,26 @@ pub fn run(args: &UninstallArgs) -> anyhow::Result<Exit> {
     }
     flush_warnings(&mut warnings);
 
-    let nothing = targets.iter().all(|t| t.owned.is_empty());
+    let fw_path = rec
+        .as_ref()
+        .and_then(|r| r.firewalld.as_ref().map(|f| f.path.clone()))
+        .or_else(|| args.apply.firewalld_direct_file.clone())
+        .unwrap_or_else(|| std::path::PathBuf::from(firewalld::DEFAULT_PATH));
+    let fw_ours: Vec<String> = std::fs::read_to_string(&fw_path)
+        .ok()
+        .and_then(|text| firewalld::recognised(&text).ok())
+        .unwrap_or_default();
+    let nothing = targets.iter().all(|t| t.owned.is_empty())
+        && fw_ours.is_empty()
+        && rec.as_ref().is_none_or(|r| r.firewalld.is_none());
     if cfg.dry_run {
+        if !fw_ours.is_empty() {
+            ui::info(format!(
+                "[dry-run]: would remove {} entries from {}",
+                fw_ours.len(),
+                fw_path.display()
+            ));
+        }
         let mut out = std::io::stdout().lock();
         for t in targets.iter().filter(|t| !t.owned.is_empty()) {
             writeln!(
@@ -139,6 +158,26 @@ pub fn run(args: &UninstallArgs) -> anyhow::Result<Exit> {
         && let Err(e) = netif::remove_passthrough_v6(&r.loopback)
     {
         errors.push(format!("{e:#}"));
+    }
+    match firewalld::unstore(&fw_path, rec.as_ref().and_then(|r| r.firewalld.as_ref())) {
+        Ok(u) => {
+            if !u.removed.is_empty() {
+                ui::info(format!(
+                    "[firewalld] removed {} entries from {}{}",
+                    u.removed.len(),
+                    fw_path.display(),
+                    if u.deleted {
+                        " (and the file, which we had created)"
+                    } else {
+                        ""
+                    }
+                ));
+                for n in firewalld::daemon::inspect(&fw_path).uninstall_notices(&fw_path, true) {
+                    ui::warn(format!("[firewalld] {n}"));
+                }
+            }
+        }
+        Err(e) => errors.push(format!("{e:#}")),
     }
     if errors.is_empty() {
         receipt::remove(&receipt_path)?;

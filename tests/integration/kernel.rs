@@ -847,3 +847,67 @@ fn validator_passes_for_the_exempt_user_only() {
     let out = as_user(EXEMPT_UID, &["--validation-server-port", "0"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn store_firewalld_writes_and_uninstall_removes_only_ours() {
+    require_kernel!();
+    let ns = Netns::new("fwd");
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = receipt_path(&dir);
+    let direct = dir.path().join("direct.xml");
+    let foreign = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<direct>\n  <rule ipv=\"ipv4\" table=\"filter\" chain=\"INPUT\" priority=\"0\">-p tcp --dport 2222 -j ACCEPT</rule>\n  <passthrough ipv=\"ipv4\">-t filter -A OUTPUT -j ACCEPT</passthrough>\n</direct>\n";
+    std::fs::write(&direct, foreign).unwrap();
+    let direct_s = direct.display().to_string();
+    let extra = [
+        "--store-firewalld",
+        "--firewalld-direct-file",
+        &direct_s,
+        "--ip-family-mode",
+        "ipv4",
+    ];
+    // dry run: the XML is printed after the rules, the file is untouched
+    let out = ns.tproxyctl_ok(&[
+        "install",
+        "transparent-proxy",
+        "--dry-run",
+        "--kuma-dp-user",
+        EXEMPT_USER,
+        "--store-firewalld",
+        "--firewalld-direct-file",
+        &direct_s,
+        "--ip-family-mode",
+        "ipv4",
+    ]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("### firewalld: ") && text.contains("chain=\"KUMA_MESH_OUTBOUND\""),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&direct).unwrap(), foreign);
+
+    ns.tproxyctl_ok(&install_args(&Backend::Nft.executables(), &receipt, &extra));
+    let xml = std::fs::read_to_string(&direct).unwrap();
+    assert!(
+        xml.contains("--dport 2222") && xml.contains("<passthrough"),
+        "foreign entries kept: {xml}"
+    );
+    assert_eq!(xml.matches("<chain ").count(), 4, "{xml}");
+    assert_eq!(
+        xml.matches("kuma/mesh/transparent/proxy/").count(),
+        11,
+        "{xml}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&receipt).unwrap()).unwrap();
+    assert_eq!(json["firewalld"]["entries"].as_array().unwrap().len(), 15);
+    // a second identical install changes nothing, the file included
+    let out = ns.tproxyctl_ok(&install_args(&Backend::Nft.executables(), &receipt, &extra));
+    assert!(stderr(&out).contains("already installed"));
+    assert_eq!(std::fs::read_to_string(&direct).unwrap(), xml);
+    ns.tproxyctl_ok(&uninstall_args(&receipt, &[]));
+    assert_eq!(
+        std::fs::read_to_string(&direct).unwrap(),
+        foreign,
+        "only our entries are removed"
+    );
+}
