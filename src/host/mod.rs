@@ -9,6 +9,7 @@ pub mod exec;
 pub mod netif;
 pub mod receipt;
 pub mod resolv;
+pub mod sandbox;
 pub mod save;
 pub mod users;
 

@@ -9,6 +9,7 @@ pub mod install;
 pub mod status;
 pub mod uninstall;
 pub mod validator;
+pub mod verify;
 
 use crate::Exit;
 use crate::cli::{Cli, Command, GenerateCommand, InstallCommand, UninstallCommand};
@@ -18,14 +19,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Install(InstallCommand::TransparentProxy(a)) => install::run(&a),
         Command::Install(InstallCommand::TransparentProxyValidator(a)) => validator::run(&a),
         Command::Uninstall(UninstallCommand::TransparentProxy(a)) => uninstall::run(&a),
-        Command::Verify(_a) => not_yet("verify"),
+        Command::Verify(a) => verify::run(&a),
         Command::Status(a) => status::run(&a),
         Command::Generate(GenerateCommand::Dataplane(a)) => generate::run(&a),
         Command::Forwarder(a) => crate::forwarder::run(&a),
         Command::Completion(a) => completion::run(&a),
     }
-}
-
-fn not_yet(what: &str) -> anyhow::Result<Exit> {
-    anyhow::bail!("{what} is not available in this build")
 }

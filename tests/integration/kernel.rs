@@ -911,3 +911,85 @@ fn store_firewalld_writes_and_uninstall_removes_only_ours() {
         "only our entries are removed"
     );
 }
+
+#[test]
+fn verify_proves_the_installed_rules_and_catches_broken_ones() {
+    require_kernel!();
+    let t = Topology::new("ver");
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = receipt_path(&dir);
+    let resolv = temp_file("nameserver 10.0.0.2\nnameserver fd00::53\n");
+    let out =
+        t.a.cmd(
+            bin(),
+            &install_args(
+                &Backend::Legacy.executables(),
+                &receipt,
+                &[
+                    "--redirect-dns",
+                    "--exclude-outbound-ports",
+                    "8443",
+                    "--exclude-inbound-ports",
+                    "22",
+                    "--exclude-outbound-ips",
+                    "10.10.0.0/16",
+                    "--exclude-inbound-ips",
+                    "10.20.0.5",
+                    "--exclude-outbound-ports-for-uids",
+                    "tcp:5432:2000",
+                ],
+            ),
+        )
+        .env(
+            "KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_RESOLV_CONFIG_PATH",
+            resolv.path(),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out =
+        t.a.tproxyctl_ok(&["verify", "--receipt", &receipt, "--output", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["failed"], 0, "{json:#}");
+    let checks = json["checks"].as_array().unwrap();
+    assert!(checks.len() >= 20, "{json:#}");
+    for needle in [
+        "outbound TCP",
+        "inbound TCP",
+        "UDP DNS",
+        "TCP DNS",
+        "kuma-dp user (UID 1)",
+        "excluded outbound port 8443",
+        "excluded inbound port 22",
+        "owner exclusion",
+        "excluded source",
+        "hairpin",
+    ] {
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["check"].as_str().unwrap().contains(needle)),
+            "no check for {needle}"
+        );
+    }
+    // the verification is of the rules themselves: break them and it fails
+    let mut rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&receipt).unwrap()).unwrap();
+    let applied = rec["families"][0]["applied"].as_str().unwrap().to_string();
+    let broken: String = applied
+        .lines()
+        .filter(|l| !l.contains("redirect TCP traffic to envoy (port 15001)"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(broken, applied);
+    rec["families"][0]["applied"] = serde_json::Value::String(broken);
+    let broken_receipt = dir.path().join("broken.json");
+    std::fs::write(&broken_receipt, serde_json::to_string(&rec).unwrap()).unwrap();
+    let out =
+        t.a.tproxyctl(&["verify", "--receipt", &broken_receipt.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("FAIL  IPv4 outbound TCP"), "{text}");
+    assert!(text.contains("PASS  IPv6 outbound TCP"), "{text}");
+    t.a.tproxyctl_ok(&uninstall_args(&receipt, &[]));
+}

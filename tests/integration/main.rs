@@ -8,3 +8,4 @@ mod cli;
 mod generated;
 mod golden;
 mod kernel;
+mod readme;

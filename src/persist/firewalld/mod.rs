@@ -11,7 +11,7 @@
 //! `<rule>` is exactly [`render::rule_args`], the argument text the restore
 //! renderer writes — never iptables' output, kumactl's F1), applying rules
 //! (iptables-restore, in `host`), and reloading firewalld, which it never does
-//! (see `docs/firewalld.md`).
+//! (see the README, "Keeping the rules across reboots with firewalld").
 //!
 //! Priorities. firewalld orders the direct rules of one chain by priority,
 //! lower first; rules of equal priority have no guaranteed order, so every
