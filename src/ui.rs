@@ -1,11 +1,27 @@
 //! Messages for people: kumactl-style `# …` lines on stderr (never stdout),
-//! warnings, and a spinner for the phases only when stderr is a terminal.
+//! warnings, and a spinner naming the current phase — only when stderr is a
+//! terminal, so scripts and CI logs see plain lines.
 
 use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+static SPINNER: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Prints a line on stderr without tearing an active spinner.
+fn line(text: String) {
+    let guard = SPINNER.lock().unwrap_or_else(|e| e.into_inner());
+    match guard.as_ref() {
+        Some(pb) => pb.suspend(|| eprintln!("{text}")),
+        None => eprintln!("{text}"),
+    }
+}
 
 /// Prints a `# message` line on stderr.
 pub fn info(msg: impl AsRef<str>) {
-    eprintln!("# {}", msg.as_ref());
+    line(format!("# {}", msg.as_ref()));
 }
 
 /// Prints a `# [WARNING] message` line on stderr.
@@ -15,13 +31,48 @@ pub fn warn(msg: impl AsRef<str>) {
     if let Some(rest) = m.strip_prefix('[')
         && let Some((tool, text)) = rest.split_once("] ")
     {
-        eprintln!("# [{tool}] [WARNING] {text}");
+        line(format!("# [{tool}] [WARNING] {text}"));
         return;
     }
-    eprintln!("# [WARNING] {m}");
+    line(format!("# [WARNING] {m}"));
 }
 
 /// True when progress may be drawn.
 pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
+}
+
+/// Shows (on a terminal) which phase a long operation is in; cleared when
+/// dropped.
+pub struct Phases;
+
+impl Phases {
+    pub fn start(first: &str) -> Phases {
+        if stderr_is_terminal() {
+            let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            pb.enable_steady_tick(Duration::from_millis(100));
+            pb.set_message(first.to_string());
+            *SPINNER.lock().unwrap_or_else(|e| e.into_inner()) = Some(pb);
+        }
+        Phases
+    }
+
+    /// Names the next phase.
+    pub fn phase(&self, msg: &str) {
+        if let Some(pb) = SPINNER.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            pb.set_message(msg.to_string());
+        }
+    }
+}
+
+impl Drop for Phases {
+    fn drop(&mut self) {
+        if let Some(pb) = SPINNER.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            pb.finish_and_clear();
+        }
+    }
 }

@@ -80,6 +80,7 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
         receipt::load(&receipt_path)?
     };
     let mut warnings = Vec::new();
+    let phases = ui::Phases::start("probing the host and the iptables backends");
     let probe = common::probe(&cfg, old.as_ref(), &mut warnings)?;
     if probe.selection.is_none() {
         if cfg.dry_run {
@@ -193,6 +194,7 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
         return Ok(Exit::Success);
     }
 
+    phases.phase("checking the rules with iptables-restore --test");
     for r in each(&parts, &opts, |p| {
         apply::test_input(&p.exes, &opts, &p.input)
     }) {
@@ -223,6 +225,7 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
         }
     };
 
+    phases.phase("applying the rules");
     let applied = each(&parts, &opts, |p| {
         apply::apply_input(&p.exes, &opts, &p.input)
     });
@@ -235,6 +238,7 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
     // Read back: every planned rule where the plan put it, nothing else moved.
     let mut families: Vec<FamilyReceipt> = Vec::new();
     let mut problems = Vec::new();
+    phases.phase("reading the rules back");
     let saved = each(&parts, &opts, |p| p.exes.save_all());
     for (p, s) in parts.iter().zip(saved) {
         let (_, after) = match s {

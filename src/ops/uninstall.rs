@@ -40,6 +40,7 @@ pub fn run(args: &UninstallArgs) -> anyhow::Result<Exit> {
     let mut warnings = Vec::new();
     let mut errors: Vec<String> = Vec::new();
 
+    let phases = crate::ui::Phases::start("looking for transparent proxy rules");
     let candidates = candidate_backends(&cfg, rec.as_ref(), &mut warnings)?;
     let mut targets: Vec<Target> = Vec::new();
     for (exes, fr) in candidates {
@@ -129,6 +130,7 @@ pub fn run(args: &UninstallArgs) -> anyhow::Result<Exit> {
     }
 
     let opts = RestoreOptions::from_config(&cfg);
+    phases.phase("removing the rules");
     // Families and backends are separate tables: remove side by side, unless
     // legacy without --wait would make them compete for the xtables lock.
     let sequential = opts.wait == 0 && targets.iter().any(|t| t.exes.mode == Mode::Legacy);

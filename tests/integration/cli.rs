@@ -280,6 +280,10 @@ fn data_on_stdout_messages_on_stderr() {
         stdout(&out)
     );
     assert!(stderr(&out).contains("completed successfully"));
+    assert!(
+        !stderr(&out).contains('\x1b'),
+        "no spinner or escape codes off a terminal"
+    );
     let out = ns.tproxyctl_ok(&["uninstall", "transparent-proxy", "--receipt", &receipt]);
     assert!(out.stdout.is_empty());
     // the receipt is JSON, 0600
