@@ -34,6 +34,19 @@ pub struct Executables {
 }
 
 impl Executables {
+    /// The executables a receipt recorded for one family.
+    pub fn from_receipt(f: &crate::host::receipt::FamilyReceipt) -> Self {
+        Executables {
+            family: f.family,
+            mode: f.mode,
+            iptables: f.executables.iptables.clone(),
+            save: f.executables.save.clone(),
+            restore: f.executables.restore.clone(),
+            version: String::new(),
+            custom: true,
+        }
+    }
+
     pub fn paths(&self) -> ExecutablePaths {
         ExecutablePaths {
             iptables: self.iptables.clone(),

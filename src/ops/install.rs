@@ -172,7 +172,7 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
             if covered {
                 continue;
             }
-            let exes = executables_from_receipt(f);
+            let exes = Executables::from_receipt(f);
             let (_, before) = exes.save_all()?;
             let lines = receipt_lines(Some(f));
             let owned = apply::find_owned(&before, &|t, l: &SavedLine| {
@@ -386,18 +386,6 @@ fn each<T: Send>(
             })
             .collect()
     })
-}
-
-fn executables_from_receipt(f: &FamilyReceipt) -> Executables {
-    Executables {
-        family: f.family,
-        mode: f.mode,
-        iptables: f.executables.iptables.clone(),
-        save: f.executables.save.clone(),
-        restore: f.executables.restore.clone(),
-        version: String::new(),
-        custom: true,
-    }
 }
 
 /// Same plan, same backend, rules still in place: a re-run changes nothing.

@@ -125,18 +125,6 @@ fn family_status(f: &FamilyReceipt, saved: &Saved) -> FamilyStatus {
     }
 }
 
-fn executables_of(f: &FamilyReceipt) -> Executables {
-    Executables {
-        family: f.family,
-        mode: f.mode,
-        iptables: f.executables.iptables.clone(),
-        save: f.executables.save.clone(),
-        restore: f.executables.restore.clone(),
-        version: String::new(),
-        custom: true,
-    }
-}
-
 /// Rules with our markers in any backend, for hosts without a receipt.
 fn unowned_rules() -> Vec<String> {
     let mut out = Vec::new();
@@ -193,7 +181,7 @@ fn report(
     };
     let mut families = Vec::new();
     for f in &r.families {
-        match executables_of(f).save_all() {
+        match Executables::from_receipt(f).save_all() {
             Ok((_, saved)) => {
                 let fs = family_status(f, &saved);
                 if !fs.in_place {

@@ -277,15 +277,7 @@ fn candidate_backends(
     let mut out: Vec<(Executables, Option<FamilyReceipt>)> = Vec::new();
     if let Some(r) = rec {
         for f in &r.families {
-            let exes = Executables {
-                family: f.family,
-                mode: f.mode,
-                iptables: f.executables.iptables.clone(),
-                save: f.executables.save.clone(),
-                restore: f.executables.restore.clone(),
-                version: String::new(),
-                custom: true,
-            };
+            let exes = Executables::from_receipt(f);
             if !exes.save.exists() || !exes.restore.exists() {
                 warnings.push(format!(
                     "[{}] the executables recorded in the receipt are gone ({}); looking for others",
