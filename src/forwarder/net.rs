@@ -1,0 +1,275 @@
+//! Socket-level helpers of the data path: binding the listeners, reading a
+//! connection's original destination (`SO_ORIGINAL_DST`, and
+//! `IP6T_SO_ORIGINAL_DST` for native IPv6, which HAProxy lacks), starting a
+//! non-blocking upstream connect whose local address is known before the
+//! handshake can reach us again (the loop guard relies on it), resets
+//! (`SO_LINGER` 0), and splice(2) through pooled pipes.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Turns `::ffff:a.b.c.d` into `a.b.c.d` so that one address has one form.
+pub fn canonical(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}
+
+/// A TCP listener on every address of the family set: `[::]` dual-stack when
+/// `ipv6`, else `0.0.0.0`. Falls back to `0.0.0.0` when the host has no IPv6.
+pub fn bind_tcp(port: u16, ipv6: bool, backlog: i32) -> io::Result<(std::net::TcpListener, bool)> {
+    if ipv6 {
+        match tcp_listener(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)), backlog) {
+            Ok(l) => return Ok((l, true)),
+            Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    tcp_listener(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), backlog).map(|l| (l, false))
+}
+
+pub fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(false)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(backlog)?;
+    Ok(s.into())
+}
+
+pub fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// The destination the connection had before iptables REDIRECT changed it.
+/// `peer` tells the family of the connection (IPv4 arrives v4-mapped on a
+/// dual-stack socket, and then `SOL_IP`'s option applies).
+pub fn original_dst(fd: BorrowedFd<'_>, peer: SocketAddr) -> io::Result<SocketAddr> {
+    if canonical(peer).is_ipv4() {
+        let a = getsockopt(&fd, sockopt::OriginalDst)?;
+        let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+        Ok(SocketAddr::V4(SocketAddrV4::new(
+            ip,
+            u16::from_be(a.sin_port),
+        )))
+    } else {
+        let a = getsockopt(&fd, sockopt::Ip6tOriginalDst)?;
+        let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+        Ok(SocketAddr::V6(SocketAddrV6::new(
+            ip,
+            u16::from_be(a.sin6_port),
+            a.sin6_flowinfo,
+            a.sin6_scope_id,
+        )))
+    }
+}
+
+/// Makes the next close send a reset instead of a FIN.
+pub fn set_reset_on_close(fd: BorrowedFd<'_>) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    let _ = setsockopt(&fd, sockopt::Linger, &l);
+}
+
+pub fn set_nodelay(fd: BorrowedFd<'_>) {
+    let _ = setsockopt(&fd, sockopt::TcpNoDelay, &true);
+}
+
+/// True when `ip` is an address of this host (binding to it works).
+pub fn is_local(ip: IpAddr) -> bool {
+    if ip.is_loopback() || ip.is_unspecified() {
+        return true;
+    }
+    let Ok(s) = Socket::new(
+        Domain::for_address(SocketAddr::new(ip, 0)),
+        Type::STREAM,
+        None,
+    ) else {
+        return false;
+    };
+    s.bind(&SocketAddr::new(ip, 0).into()).is_ok()
+}
+
+/// The local addresses of our own upstream connections. A connection we
+/// accept whose peer is one of them is our own connect come back through the
+/// redirect (the forwarder runs as a UID the rules do not exempt).
+#[derive(Debug, Default)]
+pub struct LoopGuard {
+    ours: std::sync::Mutex<std::collections::HashSet<SocketAddr>>,
+}
+
+impl LoopGuard {
+    pub fn is_ours(&self, peer: SocketAddr) -> bool {
+        self.ours
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&canonical(peer))
+    }
+
+    pub fn forget(&self, local: SocketAddr) {
+        self.ours
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&local);
+    }
+
+    /// Starts a non-blocking connect to `dst` (from `source` when given: the
+    /// inbound passthrough's `127.0.0.6` / `::6`) and records its local
+    /// address. The connect and the record happen under the lock that
+    /// [`is_ours`](Self::is_ours) takes, so a looped connection cannot be
+    /// checked before it is recorded, whichever thread accepts it.
+    pub fn connect(
+        &self,
+        dst: SocketAddr,
+        source: Option<IpAddr>,
+    ) -> io::Result<(Socket, SocketAddr)> {
+        let s = Socket::new(
+            Domain::for_address(dst),
+            Type::STREAM.nonblocking().cloexec(),
+            Some(Protocol::TCP),
+        )?;
+        s.set_tcp_nodelay(true)?;
+        if let Some(ip) = source {
+            // Pick the port at connect time (4-tuple unique), not at bind time.
+            let _ = setsockopt(&s.as_fd(), sockopt::IpBindAddressNoPort, &true);
+            s.bind(&SocketAddr::new(ip, 0).into()).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot bind the upstream source address {ip} (is it on the loopback interface?): {e}"),
+                )
+            })?;
+        }
+        let mut ours = self.ours.lock().unwrap_or_else(|e| e.into_inner());
+        match s.connect(&dst.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        let local = s
+            .local_addr()?
+            .as_socket()
+            .map(canonical)
+            .ok_or_else(|| io::Error::other("upstream socket has no IP address"))?;
+        ours.insert(local);
+        Ok((s, local))
+    }
+}
+
+// ---------------------------------------------------------------- splice
+
+/// Bytes a pipe holds; splice moves at most this much per call.
+pub const PIPE_SIZE: usize = 256 * 1024;
+/// Idle pipes kept per thread for reuse.
+const POOL_MAX: usize = 64;
+
+/// A pipe used to splice between two sockets without copying through user space.
+pub struct Pipe {
+    r: OwnedFd,
+    w: OwnedFd,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(io::Error::from)?;
+        // Larger pipes mean fewer system calls for bulk transfers; the kernel
+        // may refuse (per-user pipe quota), and the default size still works.
+        let _ = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32));
+        Ok(Pipe { r, w })
+    }
+}
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Pipe>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty pipe from this thread's pool, or a new one.
+pub fn take_pipe() -> io::Result<Pipe> {
+    match POOL.with(|p| p.borrow_mut().pop()) {
+        Some(p) => Ok(p),
+        None => Pipe::new(),
+    }
+}
+
+/// Returns an empty pipe to this thread's pool (closes it when the pool is full).
+pub fn give_pipe(p: Pipe) {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOL_MAX {
+            pool.push(p);
+        }
+    });
+}
+
+fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    // SAFETY: both descriptors are borrowed for the duration of the call; null
+    // offsets are required for pipes and sockets.
+    let n = unsafe {
+        libc::splice(
+            from.as_raw_fd(),
+            std::ptr::null_mut(),
+            to.as_raw_fd(),
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Moves what the socket has (up to the pipe's size) into the empty pipe; 0 is EOF.
+pub fn splice_in(sock: BorrowedFd<'_>, pipe: &Pipe) -> io::Result<usize> {
+    splice(sock, pipe.w.as_fd(), PIPE_SIZE)
+}
+
+/// Moves up to `len` bytes from the pipe into the socket.
+pub fn splice_out(pipe: &Pipe, sock: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    splice(pipe.r.as_fd(), sock, len)
+}
+
+/// Raises the open-file limit to its hard maximum (every relayed connection
+/// needs two sockets; bulk ones two pipe ends more).
+pub fn raise_nofile_limit() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on a stack value.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
+/// A small back-off between connect attempts.
+pub fn retry_backoff(attempt: u32) -> Duration {
+    Duration::from_millis(10u64 << attempt.min(6))
+}
