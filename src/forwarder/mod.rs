@@ -186,6 +186,15 @@ async fn serve(
     let drain_timeout = opts.drain_timeout;
     let router = Box::new(proxy::PassthroughRouter(opts.passthrough.clone()));
     let sh = Arc::new(proxy::Shared::new(opts, router, access_log));
+    // A short periodic timer keeps the timer driver's next wake-up near, so
+    // registering a connection's connect or idle timer (always later) never
+    // has to interrupt the driver (one eventfd write per connection otherwise).
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+        }
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut summary = Vec::new();
     for (l, inbound, what) in [
@@ -193,9 +202,13 @@ async fn serve(
         (bound.inbound, true, "inbound"),
     ] {
         if let Some(l) = l {
-            let l = tokio::net::TcpListener::from_std(l)?;
             summary.push(format!("{what} {}", l.local_addr()?));
-            tokio::spawn(proxy::serve(l, inbound, sh.clone(), stop_rx.clone()));
+            let (sh, stop) = (sh.clone(), stop_rx.clone());
+            tokio::spawn(async move {
+                if let Err(e) = proxy::serve(l, inbound, sh, stop).await {
+                    ui::warn(format!("the {what} listener stopped: {e}"));
+                }
+            });
         }
     }
     if let Some(up) = upstreams {

@@ -43,6 +43,8 @@ pub fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpL
         s.set_only_v6(false)?;
     }
     s.set_reuse_address(true)?;
+    // Accepted sockets inherit TCP_NODELAY: no system call per connection.
+    s.set_tcp_nodelay(true)?;
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     s.listen(backlog)?;
@@ -90,10 +92,6 @@ pub fn set_reset_on_close(fd: BorrowedFd<'_>) {
         l_linger: 0,
     };
     let _ = setsockopt(&fd, sockopt::Linger, &l);
-}
-
-pub fn set_nodelay(fd: BorrowedFd<'_>) {
-    let _ = setsockopt(&fd, sockopt::TcpNoDelay, &true);
 }
 
 /// True when `ip` is an address of this host (binding to it works).
@@ -272,4 +270,15 @@ pub fn raise_nofile_limit() {
 /// A small back-off between connect attempts.
 pub fn retry_backoff(attempt: u32) -> Duration {
     Duration::from_millis(10u64 << attempt.min(6))
+}
+
+/// Registers a socket with the runtime's reactor.
+pub fn register(
+    s: Socket,
+    interest: tokio::io::Interest,
+) -> io::Result<tokio::io::unix::AsyncFd<Socket>> {
+    // SAFETY: the `Socket` owns its descriptor, which stays open and the same
+    // until the `AsyncFd` (its only owner) is dropped.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(s, interest) }
+        .map_err(|e| e.into_parts().1)
 }

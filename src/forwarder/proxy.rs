@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpStream};
+use socket2::{SockAddr, Socket};
+use tokio::io::Interest;
 use tokio::sync::{Notify, watch};
 
 use super::accesslog::{AccessLog, Record};
@@ -19,7 +20,7 @@ use super::cluster::{ClusterId, ClusterSettings};
 use super::net::{self, LoopGuard, canonical, set_reset_on_close};
 use super::options::Options;
 use super::policy::Passthrough;
-use super::relay::{End, Moved, relay};
+use super::relay::{Conn, End, Moved, relay};
 use super::stats::{ClusterStats, Stats};
 
 /// Where a connection goes.
@@ -88,12 +89,16 @@ impl Shared {
         }
     }
 
-    fn is_loop(&self, peer: SocketAddr, dst: SocketAddr, local: Option<SocketAddr>) -> bool {
-        if self.guard.is_ours(peer) {
-            return true;
+    /// Our own upstream connection come back, or a destination that is one
+    /// of our listeners (the locality test runs only for our ports).
+    fn is_loop(&self, peer: SocketAddr, dst: SocketAddr) -> bool {
+        self.guard.is_ours(peer) || self.own_ports.contains(&dst.port()) && net::is_local(dst.ip())
+    }
+
+    fn closed_one(&self) {
+        if self.open.fetch_sub(1, Relaxed) == 1 && self.draining.load(Relaxed) {
+            self.closed.notify_waiters();
         }
-        self.own_ports.contains(&dst.port())
-            && (local.is_some_and(|l| canonical(l).ip() == dst.ip()) || net::is_local(dst.ip()))
     }
 
     fn log(&self, rec: Record<'_>) {
@@ -105,28 +110,44 @@ impl Shared {
 
 /// Accepts until `stop` turns true; the listener is closed on return.
 pub async fn serve(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     inbound: bool,
     sh: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
-) {
+) -> std::io::Result<()> {
+    let port = listener.local_addr()?.port();
+    let listener = net::register(Socket::from(listener), Interest::READABLE)?;
     loop {
-        tokio::select! {
+        let mut g = tokio::select! {
             biased;
             _ = stop.changed() => break,
-            r = listener.accept() => match r {
+            g = listener.readable() => g?,
+        };
+        // Take the whole backlog per wake-up.
+        loop {
+            match g
+                .get_inner()
+                .accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            {
                 Ok((s, peer)) => on_accept(&sh, s, peer, inbound),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    g.clear_ready();
+                    break;
+                }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    crate::ui::warn(format!("accepting on port {}: {e}", listener.local_addr().map(|a| a.port()).unwrap_or(0)));
+                    crate::ui::warn(format!("accepting on port {port}: {e}"));
+                    drop(g);
                     tokio::time::sleep(Duration::from_millis(50)).await;
+                    break;
                 }
-            },
+            }
         }
     }
+    Ok(())
 }
 
-fn refuse(s: TcpStream) {
+fn refuse(s: Socket) {
     set_reset_on_close(s.as_fd());
     drop(s);
 }
@@ -141,9 +162,11 @@ fn claim(gauge: &AtomicU64, max: u32) -> bool {
     }
 }
 
-fn on_accept(sh: &Arc<Shared>, s: TcpStream, peer: SocketAddr, inbound: bool) {
+fn on_accept(sh: &Arc<Shared>, s: Socket, peer: SockAddr, inbound: bool) {
     let started = Instant::now();
-    let peer = canonical(peer);
+    let Some(peer) = peer.as_socket().map(canonical) else {
+        return refuse(s);
+    };
     let dst = match net::original_dst(s.as_fd(), peer) {
         Ok(d) => canonical(d),
         Err(_) => {
@@ -155,12 +178,12 @@ fn on_accept(sh: &Arc<Shared>, s: TcpStream, peer: SocketAddr, inbound: bool) {
     let cluster = ClusterId::new(inbound, dst.is_ipv6());
     let st = sh.stats.cluster(cluster);
     st.cx_total.fetch_add(1, Relaxed);
-    let refused = |why: &'static str, counter: &AtomicU64, s: TcpStream| {
+    let refused = |why: &'static str, counter: &AtomicU64, s: Socket| {
         counter.fetch_add(1, Relaxed);
         refuse(s);
         sh.log(Record::refused(peer, dst, cluster, started, why));
     };
-    if sh.is_loop(peer, dst, s.local_addr().ok()) {
+    if sh.is_loop(peer, dst) {
         return refused("loop", &st.loop_refused, s);
     }
     if sh.router.route(dst, inbound) == Route::Blocked {
@@ -189,7 +212,7 @@ enum ConnectError {
 
 async fn handle(
     sh: Arc<Shared>,
-    client: TcpStream,
+    client: Socket,
     peer: SocketAddr,
     dst: SocketAddr,
     cluster: ClusterId,
@@ -197,7 +220,16 @@ async fn handle(
     started: Instant,
 ) {
     let st = sh.stats.cluster(cluster);
-    net::set_nodelay(client.as_fd());
+    let client = match net::register(client, Interest::READABLE | Interest::WRITABLE) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::ui::warn(format!("registering a connection from {peer}: {e}"));
+            st.cx_pending.fetch_sub(1, Relaxed);
+            st.cx_active.fetch_sub(1, Relaxed);
+            sh.closed_one();
+            return;
+        }
+    };
     let source = cluster.is_inbound().then_some(if dst.is_ipv6() {
         IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 6))
     } else {
@@ -245,7 +277,7 @@ async fn handle(
                     "connect_failed"
                 }
             };
-            set_reset_on_close(client.as_fd());
+            set_reset_on_close(client.get_ref().as_fd());
             (Moved::default(), why)
         }
     };
@@ -259,9 +291,7 @@ async fn handle(
         duration: started.elapsed(),
         end,
     });
-    if sh.open.fetch_sub(1, Relaxed) == 1 && sh.draining.load(Relaxed) {
-        sh.closed.notify_waiters();
-    }
+    sh.closed_one();
 }
 
 /// Connects with the cluster's timeout per attempt. A failure reported by
@@ -274,7 +304,7 @@ async fn connect_upstream(
     dst: SocketAddr,
     source: Option<IpAddr>,
     settings: &ClusterSettings,
-) -> Result<(TcpStream, SocketAddr), ConnectError> {
+) -> Result<(Conn, SocketAddr), ConnectError> {
     let max = settings.limits.max_retries;
     let mut attempt = 0u32;
     loop {
@@ -282,7 +312,7 @@ async fn connect_upstream(
             .guard
             .connect(dst, source)
             .map_err(ConnectError::Failed)?;
-        let stream = match TcpStream::from_std(sock.into()) {
+        let stream = match net::register(sock, Interest::READABLE | Interest::WRITABLE) {
             Ok(s) => s,
             Err(e) => {
                 sh.guard.forget(local);
@@ -295,7 +325,7 @@ async fn connect_upstream(
                 return Err(ConnectError::Timeout);
             }
             Ok(Err(e)) => e,
-            Ok(Ok(())) => match stream.take_error() {
+            Ok(Ok(_)) => match stream.get_ref().take_error() {
                 Ok(None) => return Ok((stream, local)),
                 Ok(Some(e)) | Err(e) => e,
             },

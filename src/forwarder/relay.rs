@@ -1,10 +1,12 @@
-//! Relaying one established connection both ways in a single task: bytes go
-//! socket → pipe → socket with splice(2), so nothing is copied through user
-//! space and an idle connection holds no buffer at all (a pipe is taken from
-//! a per-thread pool when data arrives and given back once it is drained).
-//! EOF one way half-closes the other side while the other direction keeps
-//! flowing; an error on either side resets both (`SO_LINGER` 0); the idle
-//! timeout closes both.
+//! Relaying one established connection both ways in a single task, with no
+//! buffer held while the connection is idle. Small messages are read into a
+//! stack buffer and written at once (a short read proves the socket is
+//! drained, so readiness is cleared without another system call); once a
+//! read fills the buffer the direction switches to splice(2) through a pipe
+//! taken from a per-thread pool and given back as soon as it is drained, so
+//! bulk data is never copied through user space. EOF one way half-closes the
+//! other side while the other direction keeps flowing; an error on either
+//! side resets both (`SO_LINGER` 0); the idle timeout closes both.
 
 use std::future::poll_fn;
 use std::io;
@@ -12,10 +14,16 @@ use std::os::fd::AsFd;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use tokio::io::Interest;
-use tokio::net::TcpStream;
+use socket2::Socket;
+use tokio::io::unix::AsyncFd;
 
 use super::net::{Pipe, give_pipe, set_reset_on_close, splice_in, splice_out, take_pipe};
+
+/// A registered, non-blocking TCP socket.
+pub type Conn = AsyncFd<Socket>;
+
+/// Reads smaller than this are copied; a full one switches to splice.
+const SMALL: usize = 16 * 1024;
 
 /// How a relayed connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,12 +55,20 @@ pub struct Moved {
     pub received: u64,
 }
 
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
 /// One direction.
 #[derive(Default)]
 struct Half {
+    /// Bulk mode: splice through `pipe`.
+    splice: bool,
     pipe: Option<Pipe>,
     /// Bytes in the pipe not yet written out.
     pending: usize,
+    /// Bytes read but not yet written (the destination was full); usually empty.
+    left: Vec<u8>,
     eof: bool,
     done: bool,
     bytes: u64,
@@ -64,23 +80,37 @@ impl Half {
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
-        src: &TcpStream,
-        dst: &TcpStream,
+        src: &Conn,
+        dst: &Conn,
         moved: &mut bool,
     ) -> Poll<io::Result<()>> {
         loop {
             if self.pending > 0 {
-                ready!(dst.poll_write_ready(cx))?;
+                let mut g = ready!(dst.poll_write_ready(cx))?;
                 let pipe = self.pipe.as_ref().expect("pending bytes live in a pipe");
-                match dst.try_io(Interest::WRITABLE, || {
-                    splice_out(pipe, dst.as_fd(), self.pending)
-                }) {
+                match splice_out(pipe, dst.get_ref().as_fd(), self.pending) {
                     Ok(n) => {
                         self.pending -= n;
                         self.bytes += n as u64;
                         *moved = true;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if would_block(&e) => g.clear_ready(),
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+                continue;
+            }
+            if !self.left.is_empty() {
+                let mut g = ready!(dst.poll_write_ready(cx))?;
+                match dst.get_ref().send(&self.left) {
+                    Ok(n) => {
+                        self.left.drain(..n);
+                        self.bytes += n as u64;
+                        *moved = true;
+                        if self.left.is_empty() {
+                            self.left = Vec::new();
+                        }
+                    }
+                    Err(e) if would_block(&e) => g.clear_ready(),
                     Err(e) => return Poll::Ready(Err(e)),
                 }
                 continue;
@@ -92,27 +122,55 @@ impl Half {
                         give_pipe(p);
                     }
                     // The other side may already be gone; the other direction reports that.
-                    let _ = nix::sys::socket::shutdown(
-                        std::os::fd::AsRawFd::as_raw_fd(dst),
-                        nix::sys::socket::Shutdown::Write,
-                    );
+                    let _ = dst.get_ref().shutdown(std::net::Shutdown::Write);
                 }
                 return Poll::Ready(Ok(()));
             }
-            ready!(src.poll_read_ready(cx))?;
-            if self.pipe.is_none() {
-                self.pipe = Some(take_pipe()?);
+            let mut g = ready!(src.poll_read_ready(cx))?;
+            if self.splice {
+                if self.pipe.is_none() {
+                    self.pipe = Some(take_pipe()?);
+                }
+                let pipe = self.pipe.as_ref().expect("just set");
+                match splice_in(src.get_ref().as_fd(), pipe) {
+                    Ok(0) => self.eof = true,
+                    Ok(n) => self.pending = n,
+                    Err(e) if would_block(&e) => {
+                        g.clear_ready();
+                        // Nothing to move: an idle connection keeps no pipe.
+                        if let Some(p) = self.pipe.take() {
+                            give_pipe(p);
+                        }
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+                continue;
             }
-            let pipe = self.pipe.as_ref().expect("just set");
-            match src.try_io(Interest::READABLE, || splice_in(src.as_fd(), pipe)) {
+            let mut raw = [std::mem::MaybeUninit::<u8>::uninit(); SMALL];
+            match src.get_ref().recv(&mut raw) {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.pending = n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Nothing to move: an idle connection keeps no pipe.
-                    if let Some(p) = self.pipe.take() {
-                        give_pipe(p);
+                Ok(n) => {
+                    // SAFETY: recv initialised the first n bytes.
+                    let buf = unsafe { std::slice::from_raw_parts(raw.as_ptr().cast::<u8>(), n) };
+                    if n < SMALL {
+                        // recv returns all that is queued (up to the buffer):
+                        // the socket is drained, a new edge will come with new data.
+                        g.clear_ready();
+                    } else {
+                        self.splice = true;
+                    }
+                    let sent = match dst.get_ref().send(buf) {
+                        Ok(m) => m,
+                        Err(e) if would_block(&e) => 0,
+                        Err(e) => return Poll::Ready(Err(e)),
+                    };
+                    self.bytes += sent as u64;
+                    *moved = true;
+                    if sent < n {
+                        self.left = buf[sent..n].to_vec();
                     }
                 }
+                Err(e) if would_block(&e) => g.clear_ready(),
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
@@ -133,8 +191,8 @@ impl Half {
 /// `progress` is called with the bytes moved so far whenever data moved, at
 /// most once per poll (the caller keeps live byte counters with it).
 pub async fn relay(
-    client: &TcpStream,
-    upstream: &TcpStream,
+    client: &Conn,
+    upstream: &Conn,
     idle: Duration,
     mut progress: impl FnMut(Moved),
 ) -> (Moved, End) {
@@ -192,8 +250,8 @@ pub async fn relay(
     })
     .await;
     if end == End::Reset {
-        set_reset_on_close(client.as_fd());
-        set_reset_on_close(upstream.as_fd());
+        set_reset_on_close(client.get_ref().as_fd());
+        set_reset_on_close(upstream.get_ref().as_fd());
     }
     up.discard();
     down.discard();

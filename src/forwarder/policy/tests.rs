@@ -178,7 +178,10 @@ fn modifications_that_cannot_be_honoured_are_errors_naming_them() {
 
     let (_, t) = fixture!("meshproxypatch-timeouts.yaml");
     let e = err(&t.replace("path: /connectTimeout", "path: /lbPolicy"));
-    assert!(e.contains("lbPolicy") && e.contains("cannot be honoured"), "{e}");
+    assert!(
+        e.contains("lbPolicy") && e.contains("cannot be honoured"),
+        "{e}"
+    );
     let e = err(&t.replace("idleTimeout: \"3h\"", "statPrefix: x"));
     assert!(e.contains("statPrefix"), "{e}");
     let e = err(&t.replace("tcp_proxy\"\n", "http_connection_manager\"\n"));
