@@ -459,7 +459,9 @@ impl<'a> Resource<'a> {
     ) -> Result<(), UsageError> {
         let parts: Vec<&str> = path.split('/').collect();
         match parts.as_slice() {
-            [f] => self.cluster_field(label, f, v, patch),
+            [f @ ("connect_timeout" | "connectTimeout" | "circuit_breakers" | "circuitBreakers")] => {
+                self.cluster_field(label, f, v, patch)
+            }
             [cb, "thresholds"] if matches!(*cb, "circuitBreakers" | "circuit_breakers") => {
                 let list = v.as_sequence().ok_or_else(|| {
                     self.err(format!("{label}: /{path} must be a list of thresholds"))
