@@ -47,7 +47,9 @@ pub fn skip_without_kernel(test: &str) -> bool {
             "{test}: kernel test required (TPROXYCTL_REQUIRE_KERNEL_TESTS=1) but cannot run: {why}"
         );
     }
-    eprintln!("SKIPPED {test}: {why}");
+    // Written to the real stderr, not through eprintln!, which the test
+    // harness captures and hides for passing tests.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
     true
 }
 
