@@ -92,7 +92,8 @@ impl Shared {
     /// Our own upstream connection come back, or a destination that is one
     /// of our listeners (the locality test runs only for our ports).
     fn is_loop(&self, peer: SocketAddr, dst: SocketAddr) -> bool {
-        self.guard.is_ours(peer) || self.own_ports.contains(&dst.port()) && net::is_local(dst.ip())
+        self.guard.is_ours(peer, dst)
+            || self.own_ports.contains(&dst.port()) && net::is_local(dst.ip())
     }
 
     fn closed_one(&self) {
@@ -249,7 +250,7 @@ async fn handle(
             })
             .await;
             drop(upstream);
-            sh.guard.forget(local);
+            sh.guard.forget(local, dst);
             st.rq_active.fetch_sub(1, Relaxed);
             match end {
                 End::IdleTimeout => st.idle_timeout.fetch_add(1, Relaxed),
@@ -315,13 +316,13 @@ async fn connect_upstream(
         let stream = match net::register(sock, Interest::READABLE | Interest::WRITABLE) {
             Ok(s) => s,
             Err(e) => {
-                sh.guard.forget(local);
+                sh.guard.forget(local, dst);
                 return Err(ConnectError::Failed(e));
             }
         };
         let err = match tokio::time::timeout(settings.connect_timeout, stream.writable()).await {
             Err(_) => {
-                sh.guard.forget(local);
+                sh.guard.forget(local, dst);
                 return Err(ConnectError::Timeout);
             }
             Ok(Err(e)) => e,
@@ -331,7 +332,7 @@ async fn connect_upstream(
             },
         };
         drop(stream);
-        sh.guard.forget(local);
+        sh.guard.forget(local, dst);
         if attempt >= max || !claim(&st.retries_active, max) {
             return Err(ConnectError::Failed(err));
         }
