@@ -537,3 +537,53 @@ fn a_policy_modification_that_cannot_be_honoured_exits_2_naming_it() {
                 .and(contains("cannot be honoured")),
         );
 }
+
+#[test]
+fn a_refused_connect_is_retried_then_counted_as_failed() {
+    if skip_without_kernel("connect_refused") {
+        return;
+    }
+    let p = setup("ref");
+    let f = Forwarder::start(&p.a, &[]);
+    // Nothing listens on B's port 9998: each attempt gets a reset.
+    assert!(refused(connect(&p.a, sock(B4, 9998))));
+    f.wait_stat("connect_fail_total", OUT4, |v| v == 1);
+    assert_eq!(
+        f.stat("retries_total", OUT4),
+        3,
+        "max_retries defaults to 3"
+    );
+    assert_eq!(f.stat("connect_timeout_total", OUT4), 0);
+    f.wait_stat("retries_active", OUT4, |v| v == 0);
+}
+
+#[test]
+fn a_reset_on_one_side_resets_the_other() {
+    if skip_without_kernel("reset") {
+        return;
+    }
+    let p = setup("rst");
+    // Reads one byte, then closes with SO_LINGER 0: a reset.
+    let l = p.b.run(|| TcpListener::bind("0.0.0.0:7300").unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut s = s;
+            let mut b = [0u8; 1];
+            let _ = s.read(&mut b);
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+    });
+    let f = Forwarder::start(&p.a, &[]);
+    let mut c = connect(&p.a, sock(B4, 7300)).unwrap();
+    c.write_all(b"x").unwrap();
+    let mut b = [0u8; 1];
+    let r = c.read(&mut b);
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "expected a reset, got {r:?}"
+    );
+    f.wait_stat("reset_total", OUT4, |v| v == 1);
+    f.wait_stat("cx_active", OUT4, |v| v == 0);
+}

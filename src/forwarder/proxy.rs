@@ -326,10 +326,18 @@ async fn connect_upstream(
                 return Err(ConnectError::Timeout);
             }
             Ok(Err(e)) => e,
-            Ok(Ok(_)) => match stream.get_ref().take_error() {
-                Ok(None) => return Ok((stream, local)),
-                Ok(Some(e)) | Err(e) => e,
-            },
+            // Writable without hang-up or error: connected (no SO_ERROR call needed).
+            Ok(Ok(g)) if !g.ready().is_write_closed() && !g.ready().is_error() => {
+                drop(g);
+                return Ok((stream, local));
+            }
+            Ok(Ok(g)) => {
+                drop(g);
+                match stream.get_ref().take_error() {
+                    Ok(Some(e)) | Err(e) => e,
+                    Ok(None) => std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+                }
+            }
         };
         drop(stream);
         sh.guard.forget(local, dst);

@@ -82,6 +82,7 @@ impl Half {
         cx: &mut Context<'_>,
         src: &Conn,
         dst: &Conn,
+        other_done: bool,
         moved: &mut bool,
     ) -> Poll<io::Result<()>> {
         loop {
@@ -121,8 +122,13 @@ impl Half {
                     if let Some(p) = self.pipe.take() {
                         give_pipe(p);
                     }
-                    // The other side may already be gone; the other direction reports that.
-                    let _ = dst.get_ref().shutdown(std::net::Shutdown::Write);
+                    // When the other direction is finished too, the close
+                    // that follows sends this FIN (both receive queues are
+                    // empty, so it is not a reset). The other side may
+                    // already be gone; the other direction reports that.
+                    if !other_done {
+                        let _ = dst.get_ref().shutdown(std::net::Shutdown::Write);
+                    }
                 }
                 return Poll::Ready(Ok(()));
             }
@@ -206,7 +212,7 @@ pub async fn relay(
             let a = if up.done {
                 Poll::Ready(Ok(()))
             } else {
-                up.poll(cx, client, upstream, &mut moved)
+                up.poll(cx, client, upstream, down.done, &mut moved)
             };
             if let Poll::Ready(Err(e)) = a {
                 return Poll::Ready(Err(e));
@@ -214,7 +220,7 @@ pub async fn relay(
             let b = if down.done {
                 Poll::Ready(Ok(()))
             } else {
-                down.poll(cx, upstream, client, &mut moved)
+                down.poll(cx, upstream, client, up.done, &mut moved)
             };
             if let Poll::Ready(Err(e)) = b {
                 return Poll::Ready(Err(e));
