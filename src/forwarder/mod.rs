@@ -11,6 +11,7 @@ pub mod accesslog;
 pub mod admin;
 pub mod cluster;
 pub mod dns;
+pub mod guard;
 pub mod net;
 pub mod options;
 pub mod policy;

@@ -1,9 +1,8 @@
 //! Socket-level helpers of the data path: binding the listeners, reading a
 //! connection's original destination (`SO_ORIGINAL_DST`, and
-//! `IP6T_SO_ORIGINAL_DST` for native IPv6, which HAProxy lacks), starting a
-//! non-blocking upstream connect whose local address is known before the
-//! handshake can reach us again (the loop guard relies on it), resets
-//! (`SO_LINGER` 0), and splice(2) through pooled pipes.
+//! `IP6T_SO_ORIGINAL_DST` for native IPv6, which HAProxy lacks), resets
+//! (`SO_LINGER` 0), registration with the reactor, and splice(2) through
+//! pooled pipes.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -107,74 +106,6 @@ pub fn is_local(ip: IpAddr) -> bool {
         return false;
     };
     s.bind(&SocketAddr::new(ip, 0).into()).is_ok()
-}
-
-/// Our own upstream connections, as (local address, destination). A
-/// connection we accept whose peer and original destination are one of them
-/// is our own connect come back through the redirect (the forwarder runs as
-/// a UID the rules do not exempt). The destination is part of the key because
-/// the kernel lets an application's connection share a local port with one of
-/// ours when the destinations differ.
-#[derive(Debug, Default)]
-pub struct LoopGuard {
-    ours: std::sync::Mutex<std::collections::HashSet<(SocketAddr, SocketAddr)>>,
-}
-
-impl LoopGuard {
-    pub fn is_ours(&self, peer: SocketAddr, dst: SocketAddr) -> bool {
-        self.ours
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&(canonical(peer), canonical(dst)))
-    }
-
-    pub fn forget(&self, local: SocketAddr, dst: SocketAddr) {
-        self.ours
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(local, dst));
-    }
-
-    /// Starts a non-blocking connect to `dst` (from `source` when given: the
-    /// inbound passthrough's `127.0.0.6` / `::6`) and records it. The connect
-    /// and the record happen under the lock that [`is_ours`](Self::is_ours)
-    /// takes, so a looped connection cannot be checked before it is
-    /// recorded, whichever thread accepts it.
-    pub fn connect(
-        &self,
-        dst: SocketAddr,
-        source: Option<IpAddr>,
-    ) -> io::Result<(Socket, SocketAddr)> {
-        let s = Socket::new(
-            Domain::for_address(dst),
-            Type::STREAM.nonblocking().cloexec(),
-            Some(Protocol::TCP),
-        )?;
-        s.set_tcp_nodelay(true)?;
-        if let Some(ip) = source {
-            // Pick the port at connect time (4-tuple unique), not at bind time.
-            let _ = setsockopt(&s.as_fd(), sockopt::IpBindAddressNoPort, &true);
-            s.bind(&SocketAddr::new(ip, 0).into()).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot bind the upstream source address {ip} (is it on the loopback interface?): {e}"),
-                )
-            })?;
-        }
-        let mut ours = self.ours.lock().unwrap_or_else(|e| e.into_inner());
-        match s.connect(&dst.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(e),
-        }
-        let local = s
-            .local_addr()?
-            .as_socket()
-            .map(canonical)
-            .ok_or_else(|| io::Error::other("upstream socket has no IP address"))?;
-        ours.insert((local, dst));
-        Ok((s, local))
-    }
 }
 
 // ---------------------------------------------------------------- splice
@@ -293,25 +224,6 @@ pub fn register(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loop_guard_knows_its_own_connections_by_local_address_and_destination() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let dst = l.local_addr().unwrap();
-        let g = LoopGuard::default();
-        let (_s, local) = g.connect(dst, None).unwrap();
-        let (_a, peer) = l.accept().unwrap();
-        assert_eq!(peer, local);
-        assert!(g.is_ours(peer, dst));
-        // The same local port towards another destination is someone else's.
-        assert!(!g.is_ours(peer, "127.0.0.1:9".parse().unwrap()));
-        let mapped: SocketAddr = format!("[::ffff:127.0.0.1]:{}", peer.port())
-            .parse()
-            .unwrap();
-        assert!(g.is_ours(mapped, dst), "v4-mapped form is the same address");
-        g.forget(local, dst);
-        assert!(!g.is_ours(peer, dst));
-    }
 
     #[test]
     fn canonical_unmaps_v4() {

@@ -17,7 +17,8 @@ use tokio::sync::{Notify, watch};
 
 use super::accesslog::{AccessLog, Record};
 use super::cluster::{ClusterId, ClusterSettings};
-use super::net::{self, LoopGuard, canonical, set_reset_on_close};
+use super::guard::{LoopGuard, Side, Verdict};
+use super::net::{self, canonical, set_reset_on_close};
 use super::options::Options;
 use super::policy::Passthrough;
 use super::relay::{Conn, End, Moved, relay};
@@ -89,11 +90,14 @@ impl Shared {
         }
     }
 
-    /// Our own upstream connection come back, or a destination that is one
-    /// of our listeners (the locality test runs only for our ports).
-    fn is_loop(&self, peer: SocketAddr, dst: SocketAddr) -> bool {
-        self.guard.is_ours(peer, dst)
-            || self.own_ports.contains(&dst.port()) && net::is_local(dst.ip())
+    /// Our own upstream connection come back (see guard.rs), or a
+    /// destination that is one of our listeners (the locality test runs only
+    /// for our ports).
+    fn loop_verdict(&self, side: Side, peer: SocketAddr, dst: SocketAddr) -> Verdict {
+        if self.own_ports.contains(&dst.port()) && net::is_local(dst.ip()) {
+            return Verdict::Loop;
+        }
+        self.guard.check(side, peer, dst)
     }
 
     fn closed_one(&self) {
@@ -117,28 +121,41 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let port = listener.local_addr()?.port();
+    let side = if inbound {
+        Side::Inbound
+    } else {
+        Side::Outbound
+    };
     let listener = net::register(Socket::from(listener), Interest::READABLE)?;
+    // An idle listener still drains now and then, so that the loop guard's
+    // records retire (see guard.rs).
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut g = tokio::select! {
+        let mut ready = tokio::select! {
             biased;
             _ = stop.changed() => break,
-            g = listener.readable() => g?,
+            g = listener.readable() => Some(g?),
+            _ = tick.tick() => None,
         };
+        let start = sh.guard.drain_starts(side);
         // Take the whole backlog per wake-up.
         loop {
-            match g
-                .get_inner()
+            match listener
+                .get_ref()
                 .accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
             {
-                Ok((s, peer)) => on_accept(&sh, s, peer, inbound),
+                Ok((s, peer)) => on_accept(&sh, s, peer, side),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    g.clear_ready();
+                    if let Some(g) = ready.as_mut() {
+                        g.clear_ready();
+                    }
+                    sh.guard.drained(side, start);
                     break;
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     crate::ui::warn(format!("accepting on port {port}: {e}"));
-                    drop(g);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     break;
                 }
@@ -163,7 +180,8 @@ fn claim(gauge: &AtomicU64, max: u32) -> bool {
     }
 }
 
-fn on_accept(sh: &Arc<Shared>, s: Socket, peer: SockAddr, inbound: bool) {
+fn on_accept(sh: &Arc<Shared>, s: Socket, peer: SockAddr, side: Side) {
+    let inbound = side == Side::Inbound;
     let started = Instant::now();
     let Some(peer) = peer.as_socket().map(canonical) else {
         return refuse(s);
@@ -184,7 +202,8 @@ fn on_accept(sh: &Arc<Shared>, s: Socket, peer: SockAddr, inbound: bool) {
         refuse(s);
         sh.log(Record::refused(peer, dst, cluster, started, why));
     };
-    if sh.is_loop(peer, dst) {
+    let verdict = sh.loop_verdict(side, peer, dst);
+    if verdict == Verdict::Loop {
         return refused("loop", &st.loop_refused, s);
     }
     if sh.router.route(dst, inbound) == Route::Blocked {
@@ -203,7 +222,19 @@ fn on_accept(sh: &Arc<Shared>, s: Socket, peer: SockAddr, inbound: bool) {
         return refused("overflow", &st.overflow, s);
     }
     sh.open.fetch_add(1, Relaxed);
-    tokio::spawn(handle(sh.clone(), s, peer, dst, cluster, settings, started));
+    tokio::spawn(handle(
+        sh.clone(),
+        s,
+        Accepted {
+            peer,
+            dst,
+            side,
+            cluster,
+            settings,
+            started,
+            suspect: verdict == Verdict::Suspect,
+        },
+    ));
 }
 
 enum ConnectError {
@@ -211,15 +242,28 @@ enum ConnectError {
     Failed(std::io::Error),
 }
 
-async fn handle(
-    sh: Arc<Shared>,
-    client: Socket,
+/// What was learnt about a connection when it was accepted.
+struct Accepted {
     peer: SocketAddr,
     dst: SocketAddr,
+    side: Side,
     cluster: ClusterId,
     settings: ClusterSettings,
     started: Instant,
-) {
+    /// Looked like one of our own connects come back (see guard.rs).
+    suspect: bool,
+}
+
+async fn handle(sh: Arc<Shared>, client: Socket, a: Accepted) {
+    let Accepted {
+        peer,
+        dst,
+        side,
+        cluster,
+        settings,
+        started,
+        suspect,
+    } = a;
     let st = sh.stats.cluster(cluster);
     let client = match net::register(client, Interest::READABLE | Interest::WRITABLE) {
         Ok(c) => c,
@@ -236,10 +280,10 @@ async fn handle(
     } else {
         IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6))
     });
-    let connected = connect_upstream(&sh, st, dst, source, &settings).await;
+    let connected = connect_upstream(&sh, st, (side, suspect), dst, source, &settings).await;
     st.cx_pending.fetch_sub(1, Relaxed);
     let (moved, end) = match connected {
-        Ok((upstream, local)) => {
+        Ok(upstream) => {
             st.rq_active.fetch_add(1, Relaxed);
             let mut seen = Moved::default();
             let (moved, end) = relay(&client, &upstream, settings.idle_timeout, |m| {
@@ -250,7 +294,6 @@ async fn handle(
             })
             .await;
             drop(upstream);
-            sh.guard.forget(local, dst);
             st.rq_active.fetch_sub(1, Relaxed);
             match end {
                 End::IdleTimeout => st.idle_timeout.fetch_add(1, Relaxed),
@@ -302,45 +345,25 @@ async fn handle(
 async fn connect_upstream(
     sh: &Shared,
     st: &ClusterStats,
+    (side, suspect): (Side, bool),
     dst: SocketAddr,
     source: Option<IpAddr>,
     settings: &ClusterSettings,
-) -> Result<(Conn, SocketAddr), ConnectError> {
+) -> Result<Conn, ConnectError> {
     let max = settings.limits.max_retries;
     let mut attempt = 0u32;
     loop {
-        let (sock, local) = sh
+        let (sock, _local, rec) = sh
             .guard
-            .connect(dst, source)
+            .connect(side, dst, source, suspect)
             .map_err(ConnectError::Failed)?;
-        let stream = match net::register(sock, Interest::READABLE | Interest::WRITABLE) {
-            Ok(s) => s,
-            Err(e) => {
-                sh.guard.forget(local, dst);
-                return Err(ConnectError::Failed(e));
-            }
+        let r = finish_connect(sock, settings.connect_timeout).await;
+        sh.guard.done(rec);
+        let err = match r {
+            Ok(conn) => return Ok(conn),
+            Err(ConnectError::Timeout) => return Err(ConnectError::Timeout),
+            Err(ConnectError::Failed(e)) => e,
         };
-        let err = match tokio::time::timeout(settings.connect_timeout, stream.writable()).await {
-            Err(_) => {
-                sh.guard.forget(local, dst);
-                return Err(ConnectError::Timeout);
-            }
-            Ok(Err(e)) => e,
-            // Writable without hang-up or error: connected (no SO_ERROR call needed).
-            Ok(Ok(g)) if !g.ready().is_write_closed() && !g.ready().is_error() => {
-                drop(g);
-                return Ok((stream, local));
-            }
-            Ok(Ok(g)) => {
-                drop(g);
-                match stream.get_ref().take_error() {
-                    Ok(Some(e)) | Err(e) => e,
-                    Ok(None) => std::io::Error::from(std::io::ErrorKind::ConnectionReset),
-                }
-            }
-        };
-        drop(stream);
-        sh.guard.forget(local, dst);
         if attempt >= max || !claim(&st.retries_active, max) {
             return Err(ConnectError::Failed(err));
         }
@@ -348,6 +371,28 @@ async fn connect_upstream(
         tokio::time::sleep(net::retry_backoff(attempt)).await;
         st.retries_active.fetch_sub(1, Relaxed);
         attempt += 1;
+    }
+}
+
+/// Waits for a started connect to complete.
+async fn finish_connect(sock: Socket, timeout: Duration) -> Result<Conn, ConnectError> {
+    let stream = net::register(sock, Interest::READABLE | Interest::WRITABLE)
+        .map_err(ConnectError::Failed)?;
+    match tokio::time::timeout(timeout, stream.writable()).await {
+        Err(_) => Err(ConnectError::Timeout),
+        Ok(Err(e)) => Err(ConnectError::Failed(e)),
+        // Writable without hang-up or error: connected (no SO_ERROR call needed).
+        Ok(Ok(g)) if !g.ready().is_write_closed() && !g.ready().is_error() => {
+            drop(g);
+            Ok(stream)
+        }
+        Ok(Ok(g)) => {
+            drop(g);
+            Err(ConnectError::Failed(match stream.get_ref().take_error() {
+                Ok(Some(e)) | Err(e) => e,
+                Ok(None) => std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+            }))
+        }
     }
 }
 
