@@ -268,10 +268,11 @@ fn loop_guard_refuses_when_running_as_a_non_exempt_uid() {
         );
         f.wait_stat("loop_refused_total", cluster, |v| v >= 1);
         f.wait_stat("cx_active", cluster, |v| v == 0);
-        // The application's connection, and its looped connect with at most
-        // max_retries (3) retries: the loop never grows.
-        let total = f.stat("cx_total", cluster);
-        assert!(total <= 5, "{cluster}: {total} connections");
+        // The application's connection, its connect come back (a suspect,
+        // relayed) and the suspect's connect come back (the loop, refused):
+        // the loop never grows.
+        assert_eq!(f.stat("cx_total", cluster), 3, "{cluster}");
+        assert_eq!(f.stat("loop_refused_total", cluster), 1, "{cluster}");
     }
 }
 

@@ -5,6 +5,7 @@
 //! of destination goes through [`Router`], the seam where mesh services from
 //! `Dataplane` files will plug in.
 
+use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -338,10 +339,10 @@ async fn handle(sh: Arc<Shared>, client: Socket, a: Accepted) {
     sh.closed_one();
 }
 
-/// Connects with the cluster's timeout per attempt. A failure reported by
-/// the kernel after the SYN (refused, unreachable) is retried up to
+/// Connects with the cluster's timeout per attempt. A refusal or an
+/// unreachable destination reported by the kernel is retried up to
 /// `max_retries` times while fewer than `max_retries` retries are in flight
-/// in the cluster; a timeout is not retried.
+/// in the cluster; our connect timeout and resets are not retried.
 async fn connect_upstream(
     sh: &Shared,
     st: &ClusterStats,
@@ -364,7 +365,16 @@ async fn connect_upstream(
             Err(ConnectError::Timeout) => return Err(ConnectError::Timeout),
             Err(ConnectError::Failed(e)) => e,
         };
-        if attempt >= max || !claim(&st.retries_active, max) {
+        // A reset after the handshake (a refused loop, a server that
+        // aborted) is an answer, not a transient failure.
+        let retryable = matches!(
+            err.kind(),
+            ErrorKind::ConnectionRefused
+                | ErrorKind::HostUnreachable
+                | ErrorKind::NetworkUnreachable
+                | ErrorKind::TimedOut
+        );
+        if !retryable || attempt >= max || !claim(&st.retries_active, max) {
             return Err(ConnectError::Failed(err));
         }
         st.retries.fetch_add(1, Relaxed);
