@@ -23,10 +23,11 @@ const OUT6: &str = "outbound:passthrough:ipv6";
 const IN4: &str = "inbound:passthrough:ipv4";
 const IN6: &str = "inbound:passthrough:ipv6";
 
-/// Rules for the exempt user, as `install transparent-proxy --kuma-dp-user daemon`.
+/// Rules for the exempt user: `install transparent-proxy --kuma-dp-user daemon`.
+/// The forwarders below get no receipt unless a test passes this one.
 fn setup(tag: &str) -> Pair {
     let p = Pair::new(tag);
-    install_rules(&p.a, &["--kuma-dp-user", EXEMPT_USER]);
+    install_rules(&p.a, &p.receipt(), &["--kuma-dp-user", EXEMPT_USER]);
     p
 }
 
@@ -39,7 +40,17 @@ fn outbound_v4_and_v6_reach_the_destination_and_are_counted() {
     echo_server(&p.b, sock("::", 7000));
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
-    let f = Forwarder::start(&p.a, &["--access-log", log.to_str().unwrap()]);
+    // With the install's own receipt: it exempts the user the forwarder runs as.
+    let receipt = p.receipt();
+    let f = Forwarder::start(
+        &p.a,
+        &[
+            "--access-log",
+            log.to_str().unwrap(),
+            "--receipt",
+            receipt.to_str().unwrap(),
+        ],
+    );
     for (ip, cluster) in [(B4, OUT4), (B6, OUT6)] {
         let mut c = connect(&p.a, sock(ip, 7000)).unwrap();
         assert_eq!(echo_roundtrip(&mut c, b"hello mesh"), b"hello mesh");

@@ -4,6 +4,7 @@
 
 pub mod forwarder;
 pub mod generate;
+pub mod generated;
 pub mod tp;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};

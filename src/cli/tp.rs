@@ -114,10 +114,14 @@ pub struct ApplyFlags {
     /// Custom iptables binaries: name:path[,name:path...] (iptables, iptables-save, iptables-restore, ip6tables…).
     #[arg(long, value_name = "NAME:PATH,...")]
     pub iptables_executables: Option<String>,
+    /// firewalld direct configuration written by --store-firewalld [default: /etc/firewalld/direct.xml].
+    #[arg(long, value_name = "FILE", env = "TPROXYCTL_FIREWALLD_DIRECT_FILE")]
+    pub firewalld_direct_file: Option<std::path::PathBuf>,
 }
 
 /// Where the install receipt lives.
 #[derive(Debug, Default, Clone, Args)]
+#[command(next_help_heading = "Receipt")]
 pub struct ReceiptArg {
     /// Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json].
     #[arg(long, value_name = "FILE", env = "TPROXYCTL_RECEIPT")]

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use anyhow::Context;
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -41,22 +40,21 @@ pub struct Upstreams {
     pub timeout: Duration,
 }
 
-/// Reads the name servers of a resolv.conf.
-pub fn upstreams_from(path: &Path) -> anyhow::Result<Upstreams> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let conf = resolv_conf::Config::parse(&bytes)
-        .with_context(|| format!("parsing {}", path.display()))?;
-    let servers: Vec<SocketAddr> = conf
-        .nameservers
-        .iter()
-        .map(|ns| SocketAddr::new(IpAddr::from(ns), 53))
+/// Per upstream server and query.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The name servers of a resolv.conf, read the way install reads them.
+pub fn upstreams_from(path: &Path, warnings: &mut Vec<String>) -> anyhow::Result<Upstreams> {
+    let servers: Vec<SocketAddr> = crate::host::resolv::nameservers(path, warnings)?
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, 53))
         .collect();
     if servers.is_empty() {
         anyhow::bail!("{} lists no nameserver", path.display());
     }
     Ok(Upstreams {
         servers,
-        timeout: Duration::from_secs(u64::from(conf.timeout.clamp(1, 5))),
+        timeout: UPSTREAM_TIMEOUT,
     })
 }
 
@@ -301,12 +299,9 @@ mod tests {
     fn resolv_conf_servers_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("resolv.conf");
-        std::fs::write(
-            &p,
-            "# c\nnameserver 10.0.0.2\nnameserver fd00::53\noptions timeout:2\n",
-        )
-        .unwrap();
-        let u = upstreams_from(&p).unwrap();
+        std::fs::write(&p, "# c\nnameserver 10.0.0.2\nnameserver fd00::53\n").unwrap();
+        let mut w = Vec::new();
+        let u = upstreams_from(&p, &mut w).unwrap();
         assert_eq!(
             u.servers,
             vec![
@@ -314,13 +309,8 @@ mod tests {
                 "[fd00::53]:53".parse().unwrap()
             ]
         );
-        assert_eq!(u.timeout, Duration::from_secs(2));
         std::fs::write(&p, "search x\n").unwrap();
-        assert!(
-            upstreams_from(&p)
-                .unwrap_err()
-                .to_string()
-                .contains("no nameserver")
-        );
+        let e = upstreams_from(&p, &mut w).unwrap_err();
+        assert!(e.to_string().contains("no nameserver"), "{e}");
     }
 }

@@ -54,7 +54,12 @@ pub fn run(args: &ForwarderArgs) -> anyhow::Result<Exit> {
         .unwrap_or_else(|| nix::unistd::getuid().as_raw());
     check_uid(&opts, run_uid)?;
     let dns = match &opts.dns {
-        Some((_, path)) => Some(dns::upstreams_from(path).context("DNS proxy upstreams")?),
+        Some((_, path)) => {
+            let mut w = Vec::new();
+            let up = dns::upstreams_from(path, &mut w).context("DNS proxy upstreams")?;
+            w.iter().for_each(ui::warn);
+            Some(up)
+        }
         None => None,
     };
     net::raise_nofile_limit();

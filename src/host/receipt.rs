@@ -54,6 +54,9 @@ pub struct ExecutablePaths {
 pub struct SavedRule {
     pub chain: String,
     pub line: String,
+    /// Inserted at the top of its chain (`-I`) rather than appended.
+    #[serde(default)]
+    pub inserted: bool,
 }
 
 /// What we own in one table.
@@ -224,6 +227,7 @@ mod tests {
                     rules: vec![SavedRule {
                         chain: "PREROUTING".into(),
                         line: "-A PREROUTING -p tcp -j KUMA_MESH_INBOUND".into(),
+                        inserted: false,
                     }],
                 }],
             }],

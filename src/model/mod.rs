@@ -2,6 +2,8 @@
 //! Ports are `u16`, addresses are typed, UIDs are numbers; there is no rule
 //! text here. [`crate::render`] is the only code that turns these into text.
 
+pub mod dataplane;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::{IpMatch, PortRange, Proto, UidRange};

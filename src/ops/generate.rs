@@ -1,9 +1,510 @@
-//! `tproxyctl generate dataplane`: render the Universal Dataplane resource
-//! whose transparentProxying section matches the install configuration.
+//! `tproxyctl generate dataplane`: build the Universal Dataplane from flags or
+//! render a kuma-dp template, take `transparentProxying` (redirect ports,
+//! ipFamilyMode) from the install configuration, validate, and print YAML,
+//! JSON or Pod annotations; or, with `--check FILE`, compare a Dataplane
+//! file with the installed rules (receipt) or the configuration.
+//!
+//! Template mode: the template's own `transparentProxying` section is kept
+//! (reachable services and backends, other fields), but its redirect ports and
+//! ipFamilyMode are replaced by the configuration's, with a warning for each
+//! difference, so the output always matches the rules. A template without the
+//! section stays without it (a Dataplane that does not use the transparent
+//! proxy, as in seed 003), with a warning when the rules redirect traffic.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use anyhow::Context;
 
 use crate::Exit;
-use crate::cli::generate::GenerateDataplaneArgs;
+use crate::cli::generate::{DataplaneFlags, DataplaneOutput, GenerateDataplaneArgs};
+use crate::config::{self, Config};
+use crate::error::UsageError;
+use crate::host::receipt;
+use crate::model::dataplane::{
+    self as dpm, BackendRef, Dataplane, Inbound, Networking, PROTOCOL_TAG, ReachableBackends,
+    SERVICE_TAG, TransparentProxying, Violation,
+};
+use crate::render::{dataplane as render, template};
+use crate::ui;
 
-pub fn run(_args: &GenerateDataplaneArgs) -> anyhow::Result<Exit> {
-    anyhow::bail!("generate dataplane is not available in this build")
+pub fn run(args: &GenerateDataplaneArgs) -> anyhow::Result<Exit> {
+    let stdin_users = [
+        args.dataplane.template.as_deref() == Some("-"),
+        args.check.as_deref() == Some(Path::new("-")),
+        args.tp
+            .config
+            .iter()
+            .chain(&args.tp.config_file)
+            .any(|c| c == "-"),
+    ];
+    if stdin_users.iter().filter(|b| **b).count() > 1 {
+        return Err(UsageError::new(
+            "stdin can be read only once: use '-' for at most one of --template, --check and --config",
+        )
+        .into());
+    }
+    if let Some(path) = &args.check {
+        return check(args, path);
+    }
+
+    let resolved = config::resolve_process(&args.tp, None)?;
+    for w in &resolved.warnings {
+        ui::warn(w);
+    }
+    let cfg = &resolved.config;
+
+    let dp = match &args.dataplane.template {
+        Some(source) => from_template(&args.dataplane, source, cfg)?,
+        None => from_flags(&args.dataplane, cfg)?,
+    };
+
+    let diffs = dpm::compare_transparent_proxying(&dp, cfg);
+    let without_tp_on_purpose = args.dataplane.transparent_proxying == Some(false);
+    for d in diffs {
+        if !(without_tp_on_purpose && dp.transparent_proxying().is_none()) {
+            ui::warn(d);
+        }
+    }
+
+    let text = match args.output {
+        DataplaneOutput::Yaml => render::yaml(&dp)?,
+        DataplaneOutput::Json => render::json(&dp)?,
+        DataplaneOutput::KubernetesAnnotations => {
+            if render::kubernetes_annotations(&dp)?.is_empty() {
+                ui::warn(
+                    "the Dataplane has no reachableServices or reachableBackends, so there is no Pod \
+                     annotation to write (on Kubernetes, ports, tags and redirect ports come from the Pod \
+                     and the injector)",
+                );
+            }
+            render::kubernetes_annotations_yaml(&dp)?
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing the Dataplane to stdout")?;
+    Ok(Exit::Success)
+}
+
+/// `--check FILE`: exit 0 when the file agrees with the rules, 1 otherwise;
+/// each difference on its own stdout line.
+fn check(args: &GenerateDataplaneArgs, path: &Path) -> anyhow::Result<Exit> {
+    let mut dp = dpm::load(path).map_err(|e| UsageError::new(format!("{e:#}")))?;
+    let shown = path.display().to_string();
+    fill_type_and_mesh(&mut dp, &shown, None);
+    validated(&dp, Origin::File(&shown))?;
+
+    let receipt_path = receipt::path_or_default(args.receipt.receipt.as_deref());
+    let (cfg, against) = match receipt::load(&receipt_path)? {
+        Some(r) => (
+            r.config,
+            format!("the installed rules (receipt {})", receipt_path.display()),
+        ),
+        None => {
+            let resolved = config::resolve_process(&args.tp, None)?;
+            for w in &resolved.warnings {
+                ui::warn(w);
+            }
+            (
+                resolved.config,
+                format!(
+                    "the configuration (no receipt at {}; defaults, --config, environment and flags)",
+                    receipt_path.display()
+                ),
+            )
+        }
+    };
+    let diffs = dpm::compare_transparent_proxying(&dp, &cfg);
+    if diffs.is_empty() {
+        ui::info(format!("{shown} agrees with {against}"));
+        return Ok(Exit::Success);
+    }
+    let mut out = std::io::stdout().lock();
+    for d in &diffs {
+        writeln!(out, "{d}").context("writing the differences to stdout")?;
+    }
+    out.flush().context("writing the differences to stdout")?;
+    ui::info(format!(
+        "{} difference{} between {shown} and {against}",
+        diffs.len(),
+        if diffs.len() == 1 { "" } else { "s" }
+    ));
+    Ok(Exit::Failure)
+}
+
+/// Where a Dataplane came from, for messages.
+#[derive(Clone, Copy)]
+enum Origin<'a> {
+    Flags,
+    Template(&'a str),
+    File(&'a str),
+}
+
+/// The flag that sets a field in flag mode.
+fn flag_for(field: &str) -> Option<&'static str> {
+    let inbound = "networking.inbound[0].";
+    let tp = "networking.transparentProxying.";
+    Some(match field {
+        "name" => "--name",
+        "mesh" => "--mesh",
+        "networking.address" => "--address",
+        "networking.inbound" => "--port",
+        f if f == format!("{inbound}port") => "--port",
+        f if f == format!("{inbound}servicePort") => "--service-port",
+        f if f == format!("{inbound}serviceAddress") => "--service-address",
+        f if f == format!("{inbound}tags[\"{SERVICE_TAG}\"]") => "--service",
+        f if f == format!("{inbound}tags[\"{PROTOCOL_TAG}\"]") => "--protocol",
+        f if f.starts_with(&format!("{inbound}tags[")) => "--tag",
+        f if f.starts_with(&format!("{tp}reachableServices")) => "--reachable-service",
+        f if f.starts_with(&format!("{tp}reachableBackends")) => "--reachable-backend",
+        f if f == format!("{tp}redirectPortInbound") => "--redirect-inbound-port",
+        f if f == format!("{tp}redirectPortOutbound") => "--redirect-outbound-port",
+        _ => return None,
+    })
+}
+
+fn describe(v: &Violation, origin: Origin<'_>) -> String {
+    let field = match (origin, flag_for(&v.field)) {
+        (Origin::Flags, Some(flag)) => format!("{flag} ({})", v.field),
+        _ => v.field.clone(),
+    };
+    match &v.value {
+        Some(value) => format!("invalid value '{value}' for {field}: {}", v.why),
+        None => format!("{field} is required: {}", v.why),
+    }
+}
+
+/// Runs validation: warnings are printed, errors become one usage error
+/// naming every bad field.
+fn validated(dp: &Dataplane, origin: Origin<'_>) -> Result<(), UsageError> {
+    let v = dp.validate();
+    for w in &v.warnings {
+        ui::warn(w);
+    }
+    if v.errors.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = v.errors.iter().map(|e| describe(e, origin)).collect();
+    let head = match origin {
+        Origin::Flags => "the Dataplane is invalid".to_string(),
+        Origin::Template(t) => format!("the Dataplane rendered from template {t} is invalid"),
+        Origin::File(f) => format!("the Dataplane in {f} is invalid"),
+    };
+    Err(UsageError::new(if lines.len() == 1 {
+        match origin {
+            Origin::Flags => lines[0].clone(),
+            _ => format!("{head}: {}", lines[0]),
+        }
+    } else {
+        format!("{head}:\n  {}", lines.join("\n  "))
+    }))
+}
+
+/// kuma-dp needs `type` and `mesh`; some documented examples leave them out.
+fn fill_type_and_mesh(dp: &mut Dataplane, from: &str, mesh_flag: Option<&str>) {
+    if dp.kind.is_none() {
+        ui::warn(format!(
+            "{from} has no 'type'; writing 'type: {}' (kuma-dp needs it)",
+            dpm::KIND
+        ));
+        dp.kind = Some(dpm::KIND.to_string());
+    }
+    match (&dp.mesh, mesh_flag) {
+        (None, flag) => {
+            let mesh = flag.unwrap_or("default");
+            ui::warn(format!(
+                "{from} has no 'mesh'; writing 'mesh: {mesh}' (kuma-dp needs it)"
+            ));
+            dp.mesh = Some(mesh.to_string());
+        }
+        (Some(m), Some(flag)) if m != flag => {
+            ui::warn(format!("--mesh {flag} is ignored: {from} sets 'mesh: {m}'"))
+        }
+        _ => {}
+    }
+}
+
+fn read_source(name: &str, what: &str) -> Result<String, UsageError> {
+    if name == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| UsageError::new(format!("reading the {what} from stdin: {e}")))?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(name)
+        .map_err(|e| UsageError::new(format!("reading the {what} {name}: {e}")))
+}
+
+fn from_template(args: &DataplaneFlags, source: &str, cfg: &Config) -> anyhow::Result<Dataplane> {
+    let shown = if source == "-" { "(stdin)" } else { source };
+    let text = read_source(source, "template")?;
+    let mut vars = template::Vars::new();
+    for raw in &args.dataplane_var {
+        let pairs = template::parse_var_flag(raw).map_err(|why| {
+            UsageError::new(format!("invalid value '{raw}' for --dataplane-var: {why}"))
+        })?;
+        for (k, v) in pairs {
+            vars.insert(&k, &v).map_err(|why| {
+                UsageError::new(format!("invalid value '{raw}' for --dataplane-var: {why}"))
+            })?;
+        }
+    }
+    let rendered = template::render(&text, &vars)
+        .map_err(|why| UsageError::new(format!("template {shown}: {why}")))?;
+    let mut dp = Dataplane::from_text(&rendered).map_err(|e| {
+        UsageError::new(format!(
+            "template {shown} does not render a Dataplane resource: {e}"
+        ))
+    })?;
+    let from = format!("template {shown}");
+    fill_type_and_mesh(&mut dp, &from, args.mesh.as_deref());
+
+    // A template without the section stays without it; `run` warns when the
+    // rules redirect traffic all the same.
+    if let Some(tp) = dp.networking.transparent_proxying.as_mut() {
+        let diffs = dpm::compare_section(Some(tp), cfg);
+        for d in &diffs {
+            ui::warn(format!("{from}: {d}"));
+        }
+        if !diffs.is_empty() {
+            ui::warn(
+                "the redirect ports and ipFamilyMode are taken from the install configuration, \
+                 so the Dataplane matches the rules",
+            );
+        }
+        tp.apply_config(cfg);
+    }
+    validated(&dp, Origin::Template(shown))?;
+    Ok(dp)
+}
+
+/// Parses a port flag; range checks happen in validation (naming the field).
+fn port_flag(flag: &str, field: &str, raw: Option<&String>) -> Result<u32, UsageError> {
+    let Some(raw) = raw else { return Ok(0) };
+    raw.trim().parse::<u32>().map_err(|_| {
+        UsageError::new(format!(
+            "invalid value '{raw}' for {flag} ({field}): not a port number (an integer in the range [1, 65535])"
+        ))
+    })
+}
+
+fn from_flags(args: &DataplaneFlags, cfg: &Config) -> anyhow::Result<Dataplane> {
+    let mut tags = indexmap::IndexMap::new();
+    if let Some(s) = &args.service {
+        tags.insert(SERVICE_TAG.to_string(), s.clone());
+    }
+    if let Some(p) = &args.protocol {
+        tags.insert(PROTOCOL_TAG.to_string(), p.clone());
+    }
+    for raw in &args.tag {
+        let Some((k, v)) = raw.split_once('=') else {
+            return Err(UsageError::new(format!(
+                "invalid value '{raw}' for --tag: expected KEY=VALUE, e.g. version=v1"
+            ))
+            .into());
+        };
+        let (k, v) = (k.trim(), v.trim());
+        let owner = match k {
+            SERVICE_TAG => Some(("--service", args.service.as_ref())),
+            PROTOCOL_TAG => Some(("--protocol", args.protocol.as_ref())),
+            _ => None,
+        };
+        if let Some((flag, Some(given))) = owner
+            && given != v
+        {
+            return Err(UsageError::new(format!(
+                "invalid value '{raw}' for --tag: {flag} already sets {k} to '{given}'"
+            ))
+            .into());
+        }
+        tags.insert(k.to_string(), v.to_string());
+    }
+    let inbound = Inbound {
+        port: port_flag("--port", "networking.inbound[0].port", args.port.as_ref())?,
+        service_port: port_flag(
+            "--service-port",
+            "networking.inbound[0].servicePort",
+            args.service_port.as_ref(),
+        )?,
+        service_address: args.service_address.clone(),
+        tags,
+        ..Inbound::default()
+    };
+
+    let reachable_services: Vec<String> = args
+        .reachable_service
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(|s| s.trim().to_string())
+        .collect();
+    let reachable_backends = match &args.reachable_backends {
+        Some(v) if v.eq_ignore_ascii_case("none") => Some(ReachableBackends::default()),
+        Some(v) => {
+            return Err(UsageError::new(format!(
+                "invalid value '{v}' for --reachable-backends: the only value is 'none' (reaches no \
+                 backend); list backends with --reachable-backend"
+            ))
+            .into());
+        }
+        None if args.reachable_backend.is_empty() => None,
+        None => Some(ReachableBackends {
+            refs: args
+                .reachable_backend
+                .iter()
+                .map(|s| parse_backend_ref(s))
+                .collect::<Result<_, _>>()?,
+            extra: Default::default(),
+        }),
+    };
+    let transparent_proxying = if args.transparent_proxying == Some(false) {
+        if !reachable_services.is_empty() || reachable_backends.is_some() {
+            return Err(UsageError::new(
+                "--reachable-service, --reachable-backend and --reachable-backends need the \
+                 transparentProxying section; drop --transparent-proxying=false",
+            )
+            .into());
+        }
+        None
+    } else {
+        Some(TransparentProxying {
+            reachable_services,
+            reachable_backends,
+            ..TransparentProxying::from_config(cfg)
+        })
+    };
+
+    let dp = Dataplane {
+        kind: Some(dpm::KIND.to_string()),
+        mesh: Some(args.mesh.clone().unwrap_or_else(|| "default".to_string())),
+        name: args.name.clone().unwrap_or_default(),
+        networking: Networking {
+            address: args.address.clone().unwrap_or_default(),
+            inbound: vec![inbound],
+            transparent_proxying,
+            ..Networking::default()
+        },
+        ..Dataplane::default()
+    };
+    validated(&dp, Origin::Flags)?;
+    Ok(dp)
+}
+
+/// `kind=MeshService,name=redis,namespace=ns,port=6379` or
+/// `kind=MeshService,labels=KEY:VALUE[,labels=KEY:VALUE…]`.
+fn parse_backend_ref(raw: &str) -> Result<BackendRef, UsageError> {
+    let bad = |why: String| {
+        UsageError::new(format!(
+            "invalid value '{raw}' for --reachable-backend: {why}"
+        ))
+    };
+    let mut r = BackendRef::default();
+    let mut seen: Vec<&str> = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((key, value)) = part.split_once('=') else {
+            return Err(bad(format!(
+                "'{part}' is not KEY=VALUE (keys: kind, name, namespace, port, labels)"
+            )));
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if key != "labels" && key != "label" {
+            if seen.contains(&key) {
+                return Err(bad(format!("'{key}' is given twice")));
+            }
+            seen.push(key);
+        }
+        match key {
+            "kind" => r.kind = value.to_string(),
+            "name" => r.name = value.to_string(),
+            "namespace" => r.namespace = value.to_string(),
+            "port" => {
+                r.port = Some(value.parse::<u32>().map_err(|_| {
+                    bad(format!(
+                        "port '{value}' is not a port number (an integer in the range [1, 65535])"
+                    ))
+                })?)
+            }
+            "labels" | "label" => {
+                let Some((lk, lv)) = value.split_once(':') else {
+                    return Err(bad(format!(
+                        "label '{value}' is not KEY:VALUE, e.g. labels=k8s.kuma.io/namespace:kuma-demo"
+                    )));
+                };
+                r.labels
+                    .insert(lk.trim().to_string(), lv.trim().to_string());
+            }
+            other => {
+                return Err(bad(format!(
+                    "unknown key '{other}' (keys: kind, name, namespace, port, labels)"
+                )));
+            }
+        }
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_refs_from_flag_text() {
+        let r = parse_backend_ref("kind=MeshService,name=redis,port=6379").unwrap();
+        assert_eq!(
+            (r.kind.as_str(), r.name.as_str(), r.port),
+            ("MeshService", "redis", Some(6379))
+        );
+        let r =
+            parse_backend_ref("kind=MeshService,labels=k8s.kuma.io/namespace:kuma-demo,labels=a:b")
+                .unwrap();
+        assert_eq!(
+            r.labels.get("k8s.kuma.io/namespace").map(String::as_str),
+            Some("kuma-demo")
+        );
+        assert_eq!(r.labels.len(), 2);
+        for (raw, want) in [
+            ("kind=MeshService,nam=redis", "unknown key 'nam'"),
+            ("kind=MeshService,name", "'name' is not KEY=VALUE"),
+            (
+                "kind=MeshService,port=http",
+                "port 'http' is not a port number",
+            ),
+            (
+                "kind=MeshService,labels=nocolon",
+                "label 'nocolon' is not KEY:VALUE",
+            ),
+            ("kind=A,kind=B,name=x", "'kind' is given twice"),
+        ] {
+            let err = parse_backend_ref(raw).unwrap_err().to_string();
+            assert!(err.contains(want), "{raw}: {err}");
+            assert!(err.starts_with(&format!("invalid value '{raw}' for --reachable-backend")));
+        }
+    }
+
+    #[test]
+    fn violations_name_the_flag_in_flag_mode_and_the_field_otherwise() {
+        let v = Violation {
+            field: "networking.inbound[0].tags[\"kuma.io/service\"]".into(),
+            value: None,
+            why: "x".into(),
+        };
+        assert_eq!(
+            describe(&v, Origin::Flags),
+            "--service (networking.inbound[0].tags[\"kuma.io/service\"]) is required: x"
+        );
+        assert_eq!(
+            describe(&v, Origin::Template("t")),
+            "networking.inbound[0].tags[\"kuma.io/service\"] is required: x"
+        );
+        assert_eq!(
+            flag_for("networking.inbound[0].tags[\"version\"]"),
+            Some("--tag")
+        );
+        assert_eq!(
+            flag_for("networking.transparentProxying.reachableBackends.refs[0].kind"),
+            Some("--reachable-backend")
+        );
+    }
 }

@@ -2,30 +2,27 @@
 //! plan, render, apply — the one place the steps of `cli → config → plan →
 //! render → host` meet. One file per command.
 
+pub mod common;
+pub mod completion;
 pub mod generate;
+pub mod install;
+pub mod status;
+pub mod uninstall;
+pub mod validator;
+pub mod verify;
 
 use crate::Exit;
 use crate::cli::{Cli, Command, GenerateCommand, InstallCommand, UninstallCommand};
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
-        Command::Install(InstallCommand::TransparentProxy(_a)) => {
-            not_yet("install transparent-proxy")
-        }
-        Command::Install(InstallCommand::TransparentProxyValidator(_a)) => {
-            not_yet("install transparent-proxy-validator")
-        }
-        Command::Uninstall(UninstallCommand::TransparentProxy(_a)) => {
-            not_yet("uninstall transparent-proxy")
-        }
-        Command::Verify(_a) => not_yet("verify"),
-        Command::Status(_a) => not_yet("status"),
+        Command::Install(InstallCommand::TransparentProxy(a)) => install::run(&a),
+        Command::Install(InstallCommand::TransparentProxyValidator(a)) => validator::run(&a),
+        Command::Uninstall(UninstallCommand::TransparentProxy(a)) => uninstall::run(&a),
+        Command::Verify(a) => verify::run(&a),
+        Command::Status(a) => status::run(&a),
         Command::Generate(GenerateCommand::Dataplane(a)) => generate::run(&a),
         Command::Forwarder(a) => crate::forwarder::run(&a),
-        Command::Completion(_a) => not_yet("completion"),
+        Command::Completion(a) => completion::run(&a),
     }
-}
-
-fn not_yet(what: &str) -> anyhow::Result<Exit> {
-    anyhow::bail!("{what} is not available in this build")
 }

@@ -145,6 +145,8 @@ impl Drop for Netns {
 pub struct Pair {
     pub a: Netns,
     pub b: Netns,
+    /// Holds the install receipt, when rules were installed.
+    pub dir: tempfile::TempDir,
 }
 
 impl Pair {
@@ -167,74 +169,37 @@ impl Pair {
             ]);
             ns.ip(&["link", "set", dev, "up"]);
         }
-        Pair { a, b }
+        Pair {
+            a,
+            b,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Where [`install_rules`] puts the receipt of `a`.
+    pub fn receipt(&self) -> PathBuf {
+        self.dir.path().join("receipt.json")
     }
 }
 
-/// Puts the rules `tproxyctl install transparent-proxy ARGS` would write in
-/// place inside `ns`, including `::6` on loopback. This is the one place to
-/// swap for the real install command once it exists: today it builds the
-/// text with the library (config → plan → render) and pipes it into
-/// `iptables-restore --noflush` / `ip6tables-restore --noflush`.
-pub fn install_rules(ns: &Netns, args: &[&str]) {
-    use clap::Parser;
-    use tproxyctl::cli::{Cli, Command as C, InstallCommand};
-    let argv = ["tproxyctl", "install", "transparent-proxy"]
-        .into_iter()
-        .chain(args.iter().copied());
-    let cli = Cli::try_parse_from(argv).expect("install arguments parse");
-    let C::Install(InstallCommand::TransparentProxy(a)) = cli.command else {
-        unreachable!("parsed as install transparent-proxy")
-    };
-    let mut stdin = std::io::empty();
-    let resolved = tproxyctl::config::resolve(tproxyctl::config::Inputs {
-        tp: &a.tp,
-        apply: None,
-        env: &[],
-        stdin: &mut stdin,
-    })
-    .expect("install configuration resolves");
-    let cfg = resolved.config;
-    let mut w = Vec::new();
-    let uid = tproxyctl::host::users::resolve_kuma_dp_user(cfg.kuma_dp_user.as_deref(), &mut w)
-        .expect("kuma-dp user resolves")
-        .uid;
-    use tproxyctl::plan::{Facts, FamilyFacts};
-    let dual = cfg.ip_family_mode == tproxyctl::config::IpFamilyMode::DualStack;
-    let facts = Facts {
-        uid,
-        loopback: "lo".into(),
-        v4: FamilyFacts::full(),
-        v6: dual.then(FamilyFacts::full),
-    };
-    let plan = tproxyctl::plan::plan(&cfg, &facts);
-    let style = tproxyctl::render::Style::default();
-    let mut families = vec![("iptables-restore", &plan.rules.v4)];
-    if let Some(v6) = &plan.rules.v6 {
-        ns.ip(&["-6", "addr", "add", "::6/128", "dev", "lo", "nodad"]);
-        families.push(("ip6tables-restore", v6));
-    }
-    for (restore, rules) in families {
-        let text = tproxyctl::render::family_text(rules, style);
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, restore, "--noflush"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting iptables-restore");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{restore} failed: {}\n{text}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+/// Runs `tproxyctl install transparent-proxy ARGS` inside `ns` (rules for
+/// both families and `::6` on loopback), writing its receipt to `receipt`.
+/// The one place the tests put the rules in place.
+pub fn install_rules(ns: &Netns, receipt: &Path, args: &[&str]) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_tproxyctl")])
+        .args(["install", "transparent-proxy", "--receipt"])
+        .arg(receipt)
+        .args(args)
+        .env_remove("TPROXYCTL_RECEIPT")
+        .output()
+        .expect("running tproxyctl install");
+    assert!(
+        out.status.success(),
+        "install failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A running `tproxyctl forwarder` inside a namespace; killed on drop.

@@ -1,0 +1,242 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_tproxyctl_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_tproxyctl_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_tproxyctl_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_tproxyctl_using_subcommand
+    set -l cmd (__fish_tproxyctl_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c tproxyctl -n "__fish_tproxyctl_needs_command" -s h -l help -d 'Print help'
+complete -c tproxyctl -n "__fish_tproxyctl_needs_command" -s V -l version -d 'Print version'
+complete -c tproxyctl -n "__fish_tproxyctl_needs_command" -f -a "install" -d 'Install the transparent proxy rules or the validator'
+complete -c tproxyctl -n "__fish_tproxyctl_needs_command" -f -a "uninstall" -d 'Remove what an install put on the host'
+complete -c tproxyctl -n "__fish_tproxyctl_needs_command" -f -a "verify" -d 'Prove, end to end in a throwaway network namespace, that the installed rules redirect what they should'
+complete -c tproxyctl -n "__fish_tproxyctl_needs_command" -f -a "status" -d 'Show what is installed, by which backend, rule counters and drift against the receipt'
+complete -c tproxyctl -n "__fish_tproxyctl_needs_command" -f -a "generate" -d 'Generate resources that match the installed rules'
+complete -c tproxyctl -n "__fish_tproxyctl_needs_command" -f -a "forwarder" -d 'Run the bundled forwarder on the redirect ports'
+complete -c tproxyctl -n "__fish_tproxyctl_needs_command" -f -a "completion" -d 'Print a shell completion script'
+complete -c tproxyctl -n "__fish_tproxyctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and not __fish_seen_subcommand_from transparent-proxy transparent-proxy-validator help" -s h -l help -d 'Print help'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and not __fish_seen_subcommand_from transparent-proxy transparent-proxy-validator help" -s V -l version -d 'Print version'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and not __fish_seen_subcommand_from transparent-proxy transparent-proxy-validator help" -f -a "transparent-proxy" -d 'Install the transparent proxy iptables rules (kumactl-compatible flags)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and not __fish_seen_subcommand_from transparent-proxy transparent-proxy-validator help" -f -a "transparent-proxy-validator" -d 'Check that the hairpin redirect works (kumactl-compatible validator)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and not __fish_seen_subcommand_from transparent-proxy transparent-proxy-validator help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l config -d 'Configuration file (YAML or JSON), or - for stdin. Repeatable; later files win, lists replace, objects merge' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l config-file -d 'Deprecated alias of --config' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l kuma-dp-user -d 'User name or UID that runs kuma-dp (default: UID 5678, then user kuma-dp)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l kuma-dp-uid -d 'Deprecated alias of --kuma-dp-user' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l redirect-inbound -d 'Redirect inbound TCP (should be disabled for Gateway data plane proxies)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l redirect-inbound-port -d 'Port inbound TCP is redirected to (must match the Dataplane\'s redirectPortInbound) [default: 15006]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l redirect-outbound-port -d 'Port outbound TCP is redirected to [default: 15001]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l exclude-inbound-ports -d 'Comma-separated inbound destination ports that are not redirected (each use replaces the list)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l exclude-outbound-ports -d 'Comma-separated outbound TCP destination ports that are not redirected (each use replaces the list)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l exclude-inbound-ips -d 'Source IPs or CIDRs whose inbound traffic is not redirected (comma lists allowed, repeatable)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l exclude-outbound-ips -d 'Destination IPs or CIDRs whose outbound traffic is not redirected (comma lists allowed, repeatable)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l exclude-outbound-ports-for-uids -d 'Outbound exclusion by owner: <protocol:>?<ports:>?<uids>, e.g. tcp:22,80:1000 or 53:106-108 (repeatable)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l redirect-inbound-insert-instead-of-append -d 'Insert the PREROUTING jump to KUMA_MESH_INBOUND at the top instead of appending it' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l redirect-outbound-insert-instead-of-append -d 'Insert the OUTPUT jump to KUMA_MESH_OUTBOUND at the top instead of appending it' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l redirect-dns -d 'Redirect UDP/53 sent to the name servers of resolv.conf to the DNS port' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l redirect-all-dns-traffic -d 'Redirect all UDP/53 to the DNS port (implies DNS redirection)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l redirect-dns-port -d 'Port of the DNS proxy [default: 15053]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l skip-dns-conntrack-zone-split -d 'Do not write the raw-table conntrack zone rules for DNS' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l vnet -d 'Virtual network to capture, ifaceNameOrPrefix+:CIDR (e.g. docker0:172.17.0.0/16); repeatable' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l ip-family-mode -d 'IP family mode: dualstack or ipv4 (case-insensitive) [default: dualstack]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l iptables-logs -d 'Add LOG rules to nat PREROUTING and OUTPUT (kernel log, not rate-limited)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l disable-comments -d 'Write rules without -m comment (they are still found by the receipt)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l drop-invalid-packets -d 'Drop packets in conntrack state INVALID (mangle PREROUTING)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l dry-run -d 'Print what would be done and change nothing on the host' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l verbose -d 'Long option names and section headers in the rules; more messages' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l store-firewalld -d 'Persist the rules in /etc/firewalld/direct.xml' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l wait -d 'Seconds legacy iptables-restore waits for the xtables lock (0: no --wait) [default: 5]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l wait-interval -d 'Microseconds between xtables lock attempts (legacy only) [default: 0]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l max-retries -d 'Retries of the apply step [default: 4]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l sleep-between-retries -d 'Pause between retries, e.g. 2s or 500ms [default: 2s]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l iptables-executables -d 'Custom iptables binaries: name:path[,name:path...] (iptables, iptables-save, iptables-restore, ip6tables…)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l firewalld-direct-file -d 'firewalld direct configuration written by --store-firewalld [default: /etc/firewalld/direct.xml]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l receipt -d 'Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -s V -l version -d 'Print version'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy-validator" -l ip-family-mode -d 'IP family mode: dualstack or ipv4' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy-validator" -l validation-server-port -d 'Port the validation server listens on (the inbound redirect port)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy-validator" -l transparent-proxy-config -d 'kuma-dp style transparent-proxy config (file or -); overrides both flags above. Repeatable' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy-validator" -l config-file -d 'Accepted for compatibility with kumactl\'s validator invocation; ignored' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy-validator" -s h -l help -d 'Print help'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy-validator" -s V -l version -d 'Print version'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from help" -f -a "transparent-proxy" -d 'Install the transparent proxy iptables rules (kumactl-compatible flags)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from help" -f -a "transparent-proxy-validator" -d 'Check that the hairpin redirect works (kumactl-compatible validator)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy help" -s h -l help -d 'Print help'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy help" -s V -l version -d 'Print version'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy help" -f -a "transparent-proxy" -d 'Remove the transparent proxy rules, and only those'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l config -d 'Configuration file (YAML or JSON), or - for stdin. Repeatable; later files win, lists replace, objects merge' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l config-file -d 'Deprecated alias of --config' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l kuma-dp-user -d 'User name or UID that runs kuma-dp (default: UID 5678, then user kuma-dp)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l kuma-dp-uid -d 'Deprecated alias of --kuma-dp-user' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l redirect-inbound -d 'Redirect inbound TCP (should be disabled for Gateway data plane proxies)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l redirect-inbound-port -d 'Port inbound TCP is redirected to (must match the Dataplane\'s redirectPortInbound) [default: 15006]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l redirect-outbound-port -d 'Port outbound TCP is redirected to [default: 15001]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l exclude-inbound-ports -d 'Comma-separated inbound destination ports that are not redirected (each use replaces the list)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l exclude-outbound-ports -d 'Comma-separated outbound TCP destination ports that are not redirected (each use replaces the list)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l exclude-inbound-ips -d 'Source IPs or CIDRs whose inbound traffic is not redirected (comma lists allowed, repeatable)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l exclude-outbound-ips -d 'Destination IPs or CIDRs whose outbound traffic is not redirected (comma lists allowed, repeatable)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l exclude-outbound-ports-for-uids -d 'Outbound exclusion by owner: <protocol:>?<ports:>?<uids>, e.g. tcp:22,80:1000 or 53:106-108 (repeatable)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l redirect-inbound-insert-instead-of-append -d 'Insert the PREROUTING jump to KUMA_MESH_INBOUND at the top instead of appending it' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l redirect-outbound-insert-instead-of-append -d 'Insert the OUTPUT jump to KUMA_MESH_OUTBOUND at the top instead of appending it' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l redirect-dns -d 'Redirect UDP/53 sent to the name servers of resolv.conf to the DNS port' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l redirect-all-dns-traffic -d 'Redirect all UDP/53 to the DNS port (implies DNS redirection)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l redirect-dns-port -d 'Port of the DNS proxy [default: 15053]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l skip-dns-conntrack-zone-split -d 'Do not write the raw-table conntrack zone rules for DNS' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l vnet -d 'Virtual network to capture, ifaceNameOrPrefix+:CIDR (e.g. docker0:172.17.0.0/16); repeatable' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l ip-family-mode -d 'IP family mode: dualstack or ipv4 (case-insensitive) [default: dualstack]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l iptables-logs -d 'Add LOG rules to nat PREROUTING and OUTPUT (kernel log, not rate-limited)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l disable-comments -d 'Write rules without -m comment (they are still found by the receipt)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l drop-invalid-packets -d 'Drop packets in conntrack state INVALID (mangle PREROUTING)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l dry-run -d 'Print what would be done and change nothing on the host' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l verbose -d 'Long option names and section headers in the rules; more messages' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l store-firewalld -d 'Persist the rules in /etc/firewalld/direct.xml' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l wait -d 'Seconds legacy iptables-restore waits for the xtables lock (0: no --wait) [default: 5]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l wait-interval -d 'Microseconds between xtables lock attempts (legacy only) [default: 0]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l max-retries -d 'Retries of the apply step [default: 4]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l sleep-between-retries -d 'Pause between retries, e.g. 2s or 500ms [default: 2s]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l iptables-executables -d 'Custom iptables binaries: name:path[,name:path...] (iptables, iptables-save, iptables-restore, ip6tables…)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l firewalld-direct-file -d 'firewalld direct configuration written by --store-firewalld [default: /etc/firewalld/direct.xml]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l receipt -d 'Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -s h -l help -d 'Print help'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -s V -l version -d 'Print version'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from help" -f -a "transparent-proxy" -d 'Remove the transparent proxy rules, and only those'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -l receipt -d 'Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -s o -l output -d 'Output format' -r -f -a "text\t''
+json\t''"
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -s V -l version -d 'Print version'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand status" -l receipt -d 'Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "text\t''
+json\t''"
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand status" -l dataplane -d 'Compare a Dataplane file\'s transparentProxying section with the installed rules' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand status" -s h -l help -d 'Print help'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand status" -s V -l version -d 'Print version'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and not __fish_seen_subcommand_from dataplane help" -s h -l help -d 'Print help'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and not __fish_seen_subcommand_from dataplane help" -s V -l version -d 'Print version'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and not __fish_seen_subcommand_from dataplane help" -f -a "dataplane" -d 'Render the Universal Dataplane resource that matches the rules'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and not __fish_seen_subcommand_from dataplane help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l config -d 'Configuration file (YAML or JSON), or - for stdin. Repeatable; later files win, lists replace, objects merge' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l config-file -d 'Deprecated alias of --config' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l kuma-dp-user -d 'User name or UID that runs kuma-dp (default: UID 5678, then user kuma-dp)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l kuma-dp-uid -d 'Deprecated alias of --kuma-dp-user' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l redirect-inbound -d 'Redirect inbound TCP (should be disabled for Gateway data plane proxies)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l redirect-inbound-port -d 'Port inbound TCP is redirected to (must match the Dataplane\'s redirectPortInbound) [default: 15006]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l redirect-outbound-port -d 'Port outbound TCP is redirected to [default: 15001]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l exclude-inbound-ports -d 'Comma-separated inbound destination ports that are not redirected (each use replaces the list)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l exclude-outbound-ports -d 'Comma-separated outbound TCP destination ports that are not redirected (each use replaces the list)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l exclude-inbound-ips -d 'Source IPs or CIDRs whose inbound traffic is not redirected (comma lists allowed, repeatable)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l exclude-outbound-ips -d 'Destination IPs or CIDRs whose outbound traffic is not redirected (comma lists allowed, repeatable)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l exclude-outbound-ports-for-uids -d 'Outbound exclusion by owner: <protocol:>?<ports:>?<uids>, e.g. tcp:22,80:1000 or 53:106-108 (repeatable)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l redirect-inbound-insert-instead-of-append -d 'Insert the PREROUTING jump to KUMA_MESH_INBOUND at the top instead of appending it' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l redirect-outbound-insert-instead-of-append -d 'Insert the OUTPUT jump to KUMA_MESH_OUTBOUND at the top instead of appending it' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l redirect-dns -d 'Redirect UDP/53 sent to the name servers of resolv.conf to the DNS port' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l redirect-all-dns-traffic -d 'Redirect all UDP/53 to the DNS port (implies DNS redirection)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l redirect-dns-port -d 'Port of the DNS proxy [default: 15053]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l skip-dns-conntrack-zone-split -d 'Do not write the raw-table conntrack zone rules for DNS' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l vnet -d 'Virtual network to capture, ifaceNameOrPrefix+:CIDR (e.g. docker0:172.17.0.0/16); repeatable' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l ip-family-mode -d 'IP family mode: dualstack or ipv4 (case-insensitive) [default: dualstack]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l iptables-logs -d 'Add LOG rules to nat PREROUTING and OUTPUT (kernel log, not rate-limited)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l disable-comments -d 'Write rules without -m comment (they are still found by the receipt)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l drop-invalid-packets -d 'Drop packets in conntrack state INVALID (mangle PREROUTING)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l receipt -d 'Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l name -d 'Dataplane name' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l mesh -d 'Mesh the Dataplane belongs to (with --template: used when the template sets none) [default: default]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l address -d 'networking.address: the IP address other data plane proxies reach this one at (not 0.0.0.0 or ::)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l port -d 'Inbound port the proxy listens on for the service' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l service-port -d 'Port the application listens on, when it differs from --port' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l service-address -d 'Address the application listens on (e.g. 127.0.0.1)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l service -d 'The inbound\'s kuma.io/service tag' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l tag -d 'Another inbound tag (repeatable)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l protocol -d 'The inbound\'s kuma.io/protocol tag: http, http2, grpc, tcp, tls or kafka' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l reachable-service -d 'A kuma.io/service this proxy may reach (repeatable, comma lists allowed)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l reachable-backend -d 'A backend this proxy may reach: kind=MeshService,name=redis[,namespace=NS][,port=6379] or kind=MeshService,labels=KEY:VALUE[,labels=KEY:VALUE…] (repeatable)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l reachable-backends -d '`none`: this proxy reaches no backend (renders reachableBackends: {})' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l transparent-proxying -d 'Write the transparentProxying section (use --transparent-proxying=false for a Dataplane without it)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l template -d 'Render this kuma-dp Dataplane template (file, or - for stdin) instead of using the flags above' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -s v -l dataplane-var -d 'Template variable (repeatable; a comma list a=1,b=2 is allowed; dotted keys nest: tags.version=v1)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -s o -l output -d 'Output format' -r -f -a "yaml\t'The Dataplane as YAML, keys in Kuma\'s order'
+json\t'The Dataplane as JSON'
+kubernetes-annotations\t'The Kubernetes Pod annotations for reachable services and backends'"
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l check -d 'Compare this Dataplane file\'s transparentProxying with the installed rules (or the configuration); exit 1 on a difference' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -s V -l version -d 'Print version'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "dataplane" -d 'Render the Universal Dataplane resource that matches the rules'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l config -d 'Configuration file (YAML or JSON), or - for stdin. Repeatable; later files win, lists replace, objects merge' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l config-file -d 'Deprecated alias of --config' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l kuma-dp-user -d 'User name or UID that runs kuma-dp (default: UID 5678, then user kuma-dp)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l kuma-dp-uid -d 'Deprecated alias of --kuma-dp-user' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l redirect-inbound -d 'Redirect inbound TCP (should be disabled for Gateway data plane proxies)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l redirect-inbound-port -d 'Port inbound TCP is redirected to (must match the Dataplane\'s redirectPortInbound) [default: 15006]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l redirect-outbound-port -d 'Port outbound TCP is redirected to [default: 15001]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l exclude-inbound-ports -d 'Comma-separated inbound destination ports that are not redirected (each use replaces the list)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l exclude-outbound-ports -d 'Comma-separated outbound TCP destination ports that are not redirected (each use replaces the list)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l exclude-inbound-ips -d 'Source IPs or CIDRs whose inbound traffic is not redirected (comma lists allowed, repeatable)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l exclude-outbound-ips -d 'Destination IPs or CIDRs whose outbound traffic is not redirected (comma lists allowed, repeatable)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l exclude-outbound-ports-for-uids -d 'Outbound exclusion by owner: <protocol:>?<ports:>?<uids>, e.g. tcp:22,80:1000 or 53:106-108 (repeatable)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l redirect-inbound-insert-instead-of-append -d 'Insert the PREROUTING jump to KUMA_MESH_INBOUND at the top instead of appending it' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l redirect-outbound-insert-instead-of-append -d 'Insert the OUTPUT jump to KUMA_MESH_OUTBOUND at the top instead of appending it' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l redirect-dns -d 'Redirect UDP/53 sent to the name servers of resolv.conf to the DNS port' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l redirect-all-dns-traffic -d 'Redirect all UDP/53 to the DNS port (implies DNS redirection)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l redirect-dns-port -d 'Port of the DNS proxy [default: 15053]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l skip-dns-conntrack-zone-split -d 'Do not write the raw-table conntrack zone rules for DNS' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l vnet -d 'Virtual network to capture, ifaceNameOrPrefix+:CIDR (e.g. docker0:172.17.0.0/16); repeatable' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l ip-family-mode -d 'IP family mode: dualstack or ipv4 (case-insensitive) [default: dualstack]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l iptables-logs -d 'Add LOG rules to nat PREROUTING and OUTPUT (kernel log, not rate-limited)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l disable-comments -d 'Write rules without -m comment (they are still found by the receipt)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l drop-invalid-packets -d 'Drop packets in conntrack state INVALID (mangle PREROUTING)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l receipt -d 'Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l user -d 'Run as this user (name or UID) after binding the listeners; must be the UID the rules exempt' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l forwarder-config -d 'Forwarder settings file (YAML or JSON: maxConnections, maxPendingRequests, maxRequests, maxRetries, connectTimeout, idleTimeout, drainTimeout, adminAddress, accessLog)' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l policy -d 'Policy file (ProxyTemplate, MeshProxyPatch, Mesh, MeshPassthrough; YAML, several documents allowed). Repeatable' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l max-connections -d 'Most concurrent connections per passthrough cluster [default: 1024]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l max-pending-requests -d 'Most connections per cluster waiting for their upstream connect [default: 1024]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l max-requests -d 'Most concurrent relayed streams per cluster (one per TCP connection) [default: 1024]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l max-retries -d 'Most upstream connect retries per connection, and in flight per cluster [default: 3]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l connect-timeout -d 'Upstream connect timeout, e.g. 10s or 500ms [default: 10s]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l idle-timeout -d 'Close a connection after this long without data either way, e.g. 1h [default: 1h]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l drain-timeout -d 'On SIGTERM, how long open connections may go on before the forwarder exits [default: 5s]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l admin-address -d 'Admin address serving GET /stats (Prometheus text) and GET /ready; "off" disables it [default: 127.0.0.1:9901]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l access-log -d 'Write one line per finished connection to this file, or - for stdout' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l dns -d 'Run the DNS proxy on the DNS port even when DNS redirection is not configured' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l workers -d 'Worker threads (1 runs everything on one thread) [default: the CPUs this process may use]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -s h -l help -d 'Print help'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -s V -l version -d 'Print version'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand completion" -s h -l help -d 'Print help'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand completion" -s V -l version -d 'Print version'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and not __fish_seen_subcommand_from install uninstall verify status generate forwarder completion help" -f -a "install" -d 'Install the transparent proxy rules or the validator'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and not __fish_seen_subcommand_from install uninstall verify status generate forwarder completion help" -f -a "uninstall" -d 'Remove what an install put on the host'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and not __fish_seen_subcommand_from install uninstall verify status generate forwarder completion help" -f -a "verify" -d 'Prove, end to end in a throwaway network namespace, that the installed rules redirect what they should'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and not __fish_seen_subcommand_from install uninstall verify status generate forwarder completion help" -f -a "status" -d 'Show what is installed, by which backend, rule counters and drift against the receipt'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and not __fish_seen_subcommand_from install uninstall verify status generate forwarder completion help" -f -a "generate" -d 'Generate resources that match the installed rules'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and not __fish_seen_subcommand_from install uninstall verify status generate forwarder completion help" -f -a "forwarder" -d 'Run the bundled forwarder on the redirect ports'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and not __fish_seen_subcommand_from install uninstall verify status generate forwarder completion help" -f -a "completion" -d 'Print a shell completion script'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and not __fish_seen_subcommand_from install uninstall verify status generate forwarder completion help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and __fish_seen_subcommand_from install" -f -a "transparent-proxy" -d 'Install the transparent proxy iptables rules (kumactl-compatible flags)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and __fish_seen_subcommand_from install" -f -a "transparent-proxy-validator" -d 'Check that the hairpin redirect works (kumactl-compatible validator)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and __fish_seen_subcommand_from uninstall" -f -a "transparent-proxy" -d 'Remove the transparent proxy rules, and only those'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and __fish_seen_subcommand_from generate" -f -a "dataplane" -d 'Render the Universal Dataplane resource that matches the rules'

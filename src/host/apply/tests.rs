@@ -1,0 +1,232 @@
+//! Unit tests of the transaction pieces that need no kernel: ownership,
+//! restore input composition, read-back verification, error line mapping.
+
+use super::*;
+use crate::config::{Config, IpFamilyMode};
+use crate::model::RuleSet;
+use crate::plan::{Facts, FamilyFacts, plan};
+use crate::render::rule_args;
+
+fn default_plan() -> RuleSet {
+    let cfg = Config {
+        ip_family_mode: IpFamilyMode::Ipv4,
+        ..Config::default()
+    };
+    let facts = Facts {
+        uid: 5678,
+        loopback: "lo".into(),
+        v4: FamilyFacts::full(),
+        v6: None,
+    };
+    plan(&cfg, &facts).rules
+}
+
+/// A save text where the plan's rules sit around the given foreign lines the
+/// way the kernel would put them (inserted on top, appended at the end).
+fn simulated_after(plan: &FamilyRules, foreign_nat: &str) -> String {
+    let mut out = String::from(
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:CUSTOM - [0:0]\n",
+    );
+    let nat = plan.table(TableName::Nat).unwrap();
+    for c in nat.custom_chains() {
+        out.push_str(&format!(":{} - [0:0]\n", c.name));
+    }
+    for c in &nat.chains {
+        for r in c
+            .final_order()
+            .iter()
+            .filter(|r| matches!(r.position, Position::Insert(_)))
+        {
+            out.push_str(&format!(
+                "-A {} {}\n",
+                c.name,
+                rule_args(r, true, Style::default())
+            ));
+        }
+        for l in foreign_nat
+            .lines()
+            .filter(|l| l.starts_with(&format!("-A {} ", c.name)))
+        {
+            out.push_str(l);
+            out.push('\n');
+        }
+        for r in c.rules.iter().filter(|r| r.position == Position::Append) {
+            out.push_str(&format!(
+                "-A {} {}\n",
+                c.name,
+                rule_args(r, true, Style::default())
+            ));
+        }
+    }
+    for l in foreign_nat.lines().filter(|l| l.starts_with("-A CUSTOM ")) {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out.push_str("COMMIT\n");
+    out
+}
+
+const FOREIGN: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:CUSTOM - [0:0]\n-A PREROUTING -p udp -j CUSTOM\n-A OUTPUT -p icmp -j CUSTOM\n-A CUSTOM -j RETURN\nCOMMIT\n";
+
+#[test]
+fn fresh_install_input_creates_chains_and_rules_only() {
+    let set = default_plan();
+    let before = Saved::parse(FOREIGN);
+    let owned = find_owned(&before, &|_, _| false);
+    assert!(owned.is_empty());
+    let input = transaction_input(&owned, Some(&set.v4));
+    assert!(
+        input.starts_with("*nat\n-N KUMA_MESH_INBOUND\n-N KUMA_MESH_OUTBOUND\n"),
+        "{input}"
+    );
+    assert!(!input.contains("-D "));
+    assert!(!input.contains("-X "));
+    assert!(input.ends_with("COMMIT\n"));
+}
+
+#[test]
+fn reinstall_input_removes_old_rules_first_and_keeps_chains() {
+    let set = default_plan();
+    let after = Saved::parse(&simulated_after(&set.v4, FOREIGN));
+    let owned = find_owned(&after, &|_, _| false);
+    assert_eq!(owned.rules.len(), 2, "{:?}", owned.rules);
+    assert_eq!(owned.chains.len(), 4);
+    let input = transaction_input(&owned, Some(&set.v4));
+    let lines: Vec<&str> = input.lines().collect();
+    assert!(lines[1].starts_with("-D PREROUTING"), "{input}");
+    assert!(lines[2].starts_with("-D OUTPUT"), "{input}");
+    assert_eq!(lines[3], "-F KUMA_MESH_INBOUND");
+    assert!(
+        !input.contains("-X "),
+        "chains that stay are only flushed: {input}"
+    );
+    assert!(!input.contains("-N "), "{input}");
+    assert!(
+        !input.contains("CUSTOM"),
+        "foreign rules are never named: {input}"
+    );
+}
+
+#[test]
+fn uninstall_input_deletes_chains() {
+    let set = default_plan();
+    let after = Saved::parse(&simulated_after(&set.v4, FOREIGN));
+    let owned = find_owned(&after, &|_, _| false);
+    let input = transaction_input(&owned, None);
+    assert!(
+        input.contains("-X KUMA_MESH_OUTBOUND_REDIRECT\n"),
+        "{input}"
+    );
+    let flushes = input.find("-F ").unwrap();
+    let deletes = input.find("-X ").unwrap();
+    assert!(flushes < deletes, "all flushes come before deletions");
+}
+
+#[test]
+fn verification_accepts_the_planned_layout() {
+    let set = default_plan();
+    let before = Saved::parse(FOREIGN);
+    let after = Saved::parse(&simulated_after(&set.v4, FOREIGN));
+    let rec = verify(&set.v4, &before, &Owned::default(), &after).expect("verifies");
+    assert_eq!(rec.len(), 1);
+    assert_eq!(rec[0].chains.len(), 4);
+    assert_eq!(rec[0].rules.len(), set.v4.rule_count());
+    assert!(!rec[0].created);
+    assert!(matches_receipt(&rec, &after));
+}
+
+#[test]
+fn verification_rejects_missing_moved_or_foreign_changes() {
+    let set = default_plan();
+    let before = Saved::parse(FOREIGN);
+    let good = simulated_after(&set.v4, FOREIGN);
+
+    // one of our rules missing
+    let missing: String = good
+        .lines()
+        .filter(|l| !l.contains("return outbound traffic owned by UID"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let e = verify(&set.v4, &before, &Owned::default(), &Saved::parse(&missing)).unwrap_err();
+    assert!(e.iter().any(|p| p.contains("KUMA_MESH_OUTBOUND")), "{e:?}");
+
+    // a foreign rule lost
+    let lost: String = good
+        .lines()
+        .filter(|l| *l != "-A OUTPUT -p icmp -j CUSTOM")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let e = verify(&set.v4, &before, &Owned::default(), &Saved::parse(&lost)).unwrap_err();
+    assert!(e.iter().any(|p| p.contains("nat/OUTPUT")), "{e:?}");
+
+    // our appended jump put above the foreign rule
+    let mut lines: Vec<&str> = good.lines().collect();
+    let jump = lines
+        .iter()
+        .position(|l| l.starts_with("-A OUTPUT") && l.contains("KUMA_MESH_OUTBOUND"))
+        .unwrap();
+    let icmp = lines
+        .iter()
+        .position(|l| *l == "-A OUTPUT -p icmp -j CUSTOM")
+        .unwrap();
+    lines.swap(jump, icmp);
+    let moved = lines.join("\n") + "\n";
+    assert!(verify(&set.v4, &before, &Owned::default(), &Saved::parse(&moved)).is_err());
+}
+
+#[test]
+fn receipt_match_detects_drift() {
+    let set = default_plan();
+    let before = Saved::parse(FOREIGN);
+    let good = simulated_after(&set.v4, FOREIGN);
+    let rec = verify(&set.v4, &before, &Owned::default(), &Saved::parse(&good)).unwrap();
+    let drifted: String = good
+        .lines()
+        .filter(|l| !l.contains("redirect TCP traffic to envoy (port 15001)"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!matches_receipt(&rec, &Saved::parse(&drifted)));
+}
+
+#[test]
+fn line_matching_uses_target_and_comment() {
+    let set = default_plan();
+    let nat = set.v4.table(TableName::Nat).unwrap();
+    let rule = &nat
+        .chains
+        .iter()
+        .find(|c| c.name == "KUMA_MESH_OUTBOUND_REDIRECT")
+        .unwrap()
+        .rules[0];
+    let saved = "-A KUMA_MESH_OUTBOUND_REDIRECT -p tcp -m comment --comment \"kuma/mesh/transparent/proxy/redirect TCP traffic to envoy (port 15001)\" -j REDIRECT --to-ports 15001";
+    assert!(line_matches(rule, saved, true));
+    assert!(!line_matches(
+        rule,
+        &saved.replace("(port 15001)", "(port 15002)"),
+        true
+    ));
+    assert!(!line_matches(
+        rule,
+        &saved.replace("--to-ports 15001", "--to-ports 15002"),
+        true
+    ));
+    assert!(line_matches(
+        rule,
+        "-A KUMA_MESH_OUTBOUND_REDIRECT -p tcp -j REDIRECT --to-ports 15001",
+        false
+    ));
+}
+
+#[test]
+fn offending_lines_are_found_in_both_error_styles() {
+    let input = "*nat\n-N A\n-A A -j NOPE\nCOMMIT\n";
+    assert_eq!(
+        offending_line("iptables-restore: line 3 failed\n", input).as_deref(),
+        Some("line 3: -A A -j NOPE")
+    );
+    assert_eq!(
+        offending_line("iptables-restore v1.8.9 (legacy): Couldn't load target `NOPE'\n\nError occurred at line: 3\n", input).as_deref(),
+        Some("line 3: -A A -j NOPE")
+    );
+    assert_eq!(offending_line("something else", input), None);
+}

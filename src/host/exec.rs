@@ -1,0 +1,287 @@
+//! Running external programs (the iptables family, nft): argv, optional
+//! stdin, a time limit, and errors that report the command line, the exit
+//! status and the program's stderr. Every process started is counted so that
+//! benchmarks and `--verbose` can report how many an operation needed.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use wait_timeout::ChildExt;
+
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many processes this process has started so far.
+pub fn processes_started() -> usize {
+    STARTED.load(Ordering::Relaxed)
+}
+
+/// Default limit for one iptables process: a hung binary must not block an
+/// install forever (kumactl bounds the whole setup by 5 minutes).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a finished process produced.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+}
+
+/// A command that failed: argv, exit status and stderr, all in the message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{command} failed ({status}){detail}")]
+pub struct CommandError {
+    pub command: String,
+    pub status: String,
+    pub stderr: String,
+    detail: String,
+}
+
+impl CommandError {
+    fn new(argv: &str, status: String, stderr: &str) -> Self {
+        let trimmed = stderr.trim();
+        let detail = if trimmed.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", trimmed.lines().collect::<Vec<_>>().join(" | "))
+        };
+        CommandError {
+            command: argv.to_string(),
+            status,
+            stderr: stderr.to_string(),
+            detail,
+        }
+    }
+}
+
+/// One program invocation.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    program: PathBuf,
+    args: Vec<String>,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+    env: Vec<(String, String)>,
+    new_netns: bool,
+}
+
+impl Cmd {
+    pub fn new(program: impl AsRef<Path>) -> Self {
+        Cmd {
+            program: program.as_ref().to_path_buf(),
+            args: Vec::new(),
+            stdin: None,
+            timeout: DEFAULT_TIMEOUT,
+            env: Vec::new(),
+            new_netns: false,
+        }
+    }
+
+    /// Runs the program in a new, empty network namespace of its own.
+    pub fn in_new_netns(mut self) -> Self {
+        self.new_netns = true;
+        self
+    }
+
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, it: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(it.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(data.into());
+        self
+    }
+
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    /// The command line as a person would type it.
+    pub fn display(&self) -> String {
+        let mut parts = vec![self.program.display().to_string()];
+        parts.extend(self.args.iter().map(|a| {
+            if a.contains(' ') || a.is_empty() {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        }));
+        parts.join(" ")
+    }
+
+    /// Runs to completion and returns whatever it produced, success or not.
+    pub fn output(&self) -> std::io::Result<Output> {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // iptables messages are parsed; keep them in English.
+            .env("LC_ALL", "C");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        if self.new_netns {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: unshare(2) is async-signal-safe and touches no memory of
+            // the parent; the closure runs in the child between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
+        if std::env::var_os("TPROXYCTL_TRACE_EXEC").is_some() {
+            eprintln!("# [exec] {}", self.display());
+        }
+        let mut child = cmd.spawn()?;
+        STARTED.fetch_add(1, Ordering::Relaxed);
+        // Feed stdin and drain both pipes on threads so a chatty program
+        // cannot deadlock against a full pipe.
+        let stdin_thread = child.stdin.take().map(|mut w| {
+            let data = self.stdin.clone().unwrap_or_default();
+            std::thread::spawn(move || {
+                let _ = w.write_all(&data);
+            })
+        });
+        let mut out_pipe = child.stdout.take().expect("stdout is piped");
+        let mut err_pipe = child.stderr.take().expect("stderr is piped");
+        let out_thread = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = out_pipe.read_to_end(&mut s);
+            s
+        });
+        let err_thread = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = err_pipe.read_to_end(&mut s);
+            s
+        });
+        let status = match child.wait_timeout(self.timeout)? {
+            Some(s) => s,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "{} did not finish within {}s and was killed",
+                        self.display(),
+                        self.timeout.as_secs()
+                    ),
+                ));
+            }
+        };
+        if let Some(t) = stdin_thread {
+            let _ = t.join();
+        }
+        let stdout = out_thread.join().unwrap_or_default();
+        let stderr = err_thread.join().unwrap_or_default();
+        Ok(Output {
+            status: status.code(),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        })
+    }
+
+    /// Runs and requires exit status 0.
+    pub fn run(&self) -> Result<Output, anyhow::Error> {
+        let out = self
+            .output()
+            .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", self.display()))?;
+        if out.success() {
+            Ok(out)
+        } else {
+            let status = match out.status {
+                Some(c) => format!("exit status {c}"),
+                None => "killed by a signal".to_string(),
+            };
+            Err(CommandError::new(&self.display(), status, &out.stderr).into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_output_and_counts() {
+        let before = processes_started();
+        let out = Cmd::new("sh")
+            .args(["-c", "cat; echo err >&2"])
+            .stdin("hello")
+            .run()
+            .unwrap();
+        assert_eq!(out.stdout, "hello");
+        assert_eq!(out.stderr.trim(), "err");
+        assert!(processes_started() > before);
+    }
+
+    #[test]
+    fn failures_report_argv_status_and_stderr() {
+        let err = Cmd::new("sh")
+            .args(["-c", "echo 'line 3 failed' >&2; exit 4"])
+            .run()
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("sh -c"), "{msg}");
+        assert!(msg.contains("exit status 4"), "{msg}");
+        assert!(msg.contains("line 3 failed"), "{msg}");
+    }
+
+    #[test]
+    fn a_new_network_namespace_has_only_loopback() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: creating a network namespace needs root");
+            return;
+        }
+        let out = Cmd::new("cat")
+            .arg("/proc/net/dev")
+            .in_new_netns()
+            .run()
+            .unwrap();
+        let ifaces: Vec<&str> = out.stdout.lines().skip(2).collect();
+        assert_eq!(ifaces.len(), 1, "{ifaces:?}");
+        assert!(ifaces[0].trim_start().starts_with("lo:"));
+    }
+
+    #[test]
+    fn hung_programs_are_killed() {
+        let err = Cmd::new("sleep")
+            .arg("5")
+            .timeout(Duration::from_millis(100))
+            .run()
+            .unwrap_err();
+        assert!(err.to_string().contains("did not finish"), "{err}");
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the tproxyctl binary: command-line behaviour, dry-run
+//! goldens, and kernel tests that install real rules in throwaway network
+//! namespaces on both iptables backends and prove them with real traffic.
+
+mod common;
+
+mod cli;
+mod generated;
+mod golden;
+mod kernel;
+mod readme;
