@@ -6,14 +6,17 @@
 //! root and iptables, and fail instead when TPROXYCTL_REQUIRE_KERNEL_TESTS=1.
 //! Nothing asserts on timing or throughput.
 
+#[path = "integration/common.rs"]
+mod common;
 #[path = "common/fwd_kernel.rs"]
 mod fwd_kernel;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 use std::time::Duration;
 
 use assert_cmd::Command;
+use common::{A4, A6, B4, B6, EXEMPT_USER, Netns, Topology};
 use fwd_kernel::*;
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
@@ -23,25 +26,30 @@ const OUT6: &str = "outbound:passthrough:ipv6";
 const IN4: &str = "inbound:passthrough:ipv4";
 const IN6: &str = "inbound:passthrough:ipv6";
 
-/// Rules for the exempt user: `install transparent-proxy --kuma-dp-user daemon`.
-/// The forwarders below get no receipt unless a test passes this one.
-fn setup(tag: &str) -> Pair {
-    let p = Pair::new(tag);
-    install_rules(&p.a, &p.receipt(), &["--kuma-dp-user", EXEMPT_USER]);
-    p
+/// The topology with rules for the exempt user
+/// (`install transparent-proxy --kuma-dp-user daemon`), and the directory
+/// holding the install's receipt. The forwarders below get no receipt unless
+/// a test passes this one.
+fn setup(tag: &str) -> (Topology, tempfile::TempDir) {
+    let p = Topology::new(tag);
+    let dir = tempfile::tempdir().unwrap();
+    install_rules(&p.a, &receipt(&dir), &["--kuma-dp-user", EXEMPT_USER]);
+    (p, dir)
+}
+
+fn receipt(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join("receipt.json")
 }
 
 #[test]
 fn outbound_v4_and_v6_reach_the_destination_and_are_counted() {
-    if skip_without_kernel("outbound_v4_and_v6") {
-        return;
-    }
-    let p = setup("out");
-    echo_server(&p.b, sock("::", 7000));
+    require_kernel!();
+    let (p, _installed) = setup("out");
+    echo_server(&p.b, any(7000));
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
     // With the install's own receipt: it exempts the user the forwarder runs as.
-    let receipt = p.receipt();
+    let receipt = receipt(&_installed);
     let f = Forwarder::start(
         &p.a,
         &[
@@ -51,7 +59,7 @@ fn outbound_v4_and_v6_reach_the_destination_and_are_counted() {
             receipt.to_str().unwrap(),
         ],
     );
-    for (ip, cluster) in [(B4, OUT4), (B6, OUT6)] {
+    for (ip, cluster) in [(IpAddr::V4(B4), OUT4), (IpAddr::V6(B6), OUT6)] {
         let mut c = connect(&p.a, sock(ip, 7000)).unwrap();
         assert_eq!(echo_roundtrip(&mut c, b"hello mesh"), b"hello mesh");
         drop(c);
@@ -78,13 +86,14 @@ fn outbound_v4_and_v6_reach_the_destination_and_are_counted() {
 
 #[test]
 fn inbound_traffic_reaches_the_application_from_127_0_0_6_and_6() {
-    if skip_without_kernel("inbound") {
-        return;
-    }
-    let p = setup("in");
-    let peers = peer_recorder(&p.a, sock("::", 8080));
+    require_kernel!();
+    let (p, _installed) = setup("in");
+    let peers = peer_recorder(&p.a, any(8080));
     let f = Forwarder::start(&p.a, &[]);
-    for (ip, want, cluster) in [(A4, "127.0.0.6", IN4), (A6, "::6", IN6)] {
+    for (ip, want, cluster) in [
+        (IpAddr::V4(A4), "127.0.0.6", IN4),
+        (IpAddr::V6(A6), "::6", IN6),
+    ] {
         let mut c = connect(&p.b, sock(ip, 8080)).unwrap();
         let mut line = String::new();
         c.read_to_string(&mut line).unwrap();
@@ -107,14 +116,12 @@ fn inbound_traffic_reaches_the_application_from_127_0_0_6_and_6() {
 
 #[test]
 fn connection_over_the_limit_is_refused_and_counted() {
-    if skip_without_kernel("overflow") {
-        return;
-    }
+    require_kernel!();
     raise_nofile();
-    let p = setup("ovf");
-    let held = hold_server(&p.b, sock("0.0.0.0", 7100));
+    let (p, _installed) = setup("ovf");
+    let held = hold_server(&p.b, any(7100));
     let f = Forwarder::start(&p.a, &[]);
-    let conns: Vec<TcpStream> = p.a.run(|| {
+    let conns: Vec<TcpStream> = in_ns(&p.a, || {
         (0..1024)
             .map(|i| {
                 TcpStream::connect(sock(B4, 7100)).unwrap_or_else(|e| panic!("connection {i}: {e}"))
@@ -148,13 +155,12 @@ fn connection_over_the_limit_is_refused_and_counted() {
 
 #[test]
 fn connect_timeout_against_a_destination_that_drops_syns() {
-    if skip_without_kernel("connect_timeout") {
-        return;
-    }
-    let p = setup("cto");
-    p.b.exec(&[
-        "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "9999", "-j", "DROP",
-    ]);
+    require_kernel!();
+    let (p, _installed) = setup("cto");
+    p.b.run_ok(
+        "iptables",
+        &["-A", "INPUT", "-p", "tcp", "--dport", "9999", "-j", "DROP"],
+    );
     let f = Forwarder::start(&p.a, &["--connect-timeout", "500ms"]);
     let mut c = connect(&p.a, sock(B4, 9999)).unwrap();
     let mut b = [0u8; 1];
@@ -167,11 +173,9 @@ fn connect_timeout_against_a_destination_that_drops_syns() {
 
 #[test]
 fn idle_timeout_closes_a_quiet_connection() {
-    if skip_without_kernel("idle_timeout") {
-        return;
-    }
-    let p = setup("idle");
-    echo_server(&p.b, sock("::", 7000));
+    require_kernel!();
+    let (p, _installed) = setup("idle");
+    echo_server(&p.b, any(7000));
     let f = Forwarder::start(&p.a, &["--idle-timeout", "300ms"]);
     let mut c = connect(&p.a, sock(B4, 7000)).unwrap();
     assert_eq!(echo_roundtrip(&mut c, b"ping"), b"ping");
@@ -187,12 +191,10 @@ fn idle_timeout_closes_a_quiet_connection() {
 
 #[test]
 fn half_close_keeps_the_other_direction_flowing() {
-    if skip_without_kernel("half_close") {
-        return;
-    }
-    let p = setup("half");
+    require_kernel!();
+    let (p, _installed) = setup("half");
     // Reads until EOF, then answers with the byte count, then closes.
-    let l = p.b.run(|| TcpListener::bind("0.0.0.0:7200").unwrap());
+    let l = in_ns(&p.b, || TcpListener::bind("0.0.0.0:7200").unwrap());
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
             let mut s = s;
@@ -215,11 +217,9 @@ fn half_close_keeps_the_other_direction_flowing() {
 
 #[test]
 fn a_large_transfer_arrives_intact() {
-    if skip_without_kernel("large_transfer") {
-        return;
-    }
-    let p = setup("bulk");
-    echo_server(&p.b, sock("::", 7000));
+    require_kernel!();
+    let (p, _installed) = setup("bulk");
+    echo_server(&p.b, any(7000));
     let f = Forwarder::start(&p.a, &[]);
     const LEN: usize = 48 << 20;
     let data: Vec<u8> = {
@@ -260,11 +260,9 @@ fn a_large_transfer_arrives_intact() {
 
 #[test]
 fn loop_guard_refuses_when_running_as_a_non_exempt_uid() {
-    if skip_without_kernel("loop_guard") {
-        return;
-    }
-    let p = setup("loop");
-    echo_server(&p.b, sock("::", 7000));
+    require_kernel!();
+    let (p, _installed) = setup("loop");
+    echo_server(&p.b, any(7000));
     // The rules exempt daemon; the forwarder runs as nobody.
     let f = Forwarder::start(&p.a, &["--user", "nobody"]);
     assert!(
@@ -272,7 +270,7 @@ fn loop_guard_refuses_when_running_as_a_non_exempt_uid() {
         "no warning about the UID: {}",
         f.stderr()
     );
-    for (ip, cluster) in [(B4, OUT4), (B6, OUT6)] {
+    for (ip, cluster) in [(IpAddr::V4(B4), OUT4), (IpAddr::V6(B6), OUT6)] {
         assert!(
             refused(connect(&p.a, sock(ip, 7000))),
             "a looping connection was relayed"
@@ -289,11 +287,9 @@ fn loop_guard_refuses_when_running_as_a_non_exempt_uid() {
 
 #[test]
 fn passthrough_policies_block_and_select_destinations() {
-    if skip_without_kernel("passthrough_policies") {
-        return;
-    }
-    let p = setup("pass");
-    echo_server(&p.b, sock("::", 7000));
+    require_kernel!();
+    let (p, _installed) = setup("pass");
+    echo_server(&p.b, any(7000));
     let dir = tempfile::tempdir().unwrap();
     let mesh = write_file(
         dir.path(),
@@ -320,11 +316,9 @@ fn passthrough_policies_block_and_select_destinations() {
 
 #[test]
 fn policy_thresholds_apply_to_the_cluster() {
-    if skip_without_kernel("policy_thresholds") {
-        return;
-    }
-    let p = setup("thr");
-    let _server = hold_server(&p.b, sock("0.0.0.0", 7100));
+    require_kernel!();
+    let (p, _installed) = setup("thr");
+    let _server = hold_server(&p.b, any(7100));
     let dir = tempfile::tempdir().unwrap();
     // The seed's MeshProxyPatch with a lower limit, so the test stays small.
     let mpp = include_str!("../src/forwarder/testdata/meshproxypatch-thresholds.yaml")
@@ -342,14 +336,12 @@ fn policy_thresholds_apply_to_the_cluster() {
 
 #[test]
 fn dns_proxy_forwards_to_resolv_conf_and_answers_servfail_when_upstreams_fail() {
-    if skip_without_kernel("dns") {
-        return;
-    }
+    require_kernel!();
     use hickory_proto::op::{Message, ResponseCode};
     use hickory_proto::rr::{Name, RData, Record, RecordType, rdata::A};
-    let p = Pair::new("dns");
+    let p = Topology::new("dns");
     // A tiny upstream in the peer: answers every A query with 192.0.2.7.
-    let up = p.b.run(|| std::net::UdpSocket::bind("0.0.0.0:53").unwrap());
+    let up = in_ns(&p.b, || std::net::UdpSocket::bind("0.0.0.0:53").unwrap());
     std::thread::spawn(move || {
         let mut buf = [0u8; 1500];
         while let Ok((n, from)) = up.recv_from(&mut buf) {
@@ -384,7 +376,7 @@ fn dns_proxy_forwards_to_resolv_conf_and_answers_servfail_when_upstreams_fail() 
         (id, bytes, server)
     };
     let (id, bytes, _) = query("udp");
-    let answer = p.a.run(move || {
+    let answer = in_ns(&p.a, move || {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.send_to(&bytes, "127.0.0.1:15053").unwrap();
@@ -400,7 +392,7 @@ fn dns_proxy_forwards_to_resolv_conf_and_answers_servfail_when_upstreams_fail() 
     // Nothing listens on the upstream's TCP port 53: SERVFAIL over TCP.
     let f = Forwarder::start(&p.a, &["--dns", "--config", cfg.to_str().unwrap()]);
     let (id, bytes, _) = query("tcp");
-    let answer = p.a.run(move || {
+    let answer = in_ns(&p.a, move || {
         let mut s = TcpStream::connect("[::1]:15053").unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s.write_all(&(bytes.len() as u16).to_be_bytes()).unwrap();
@@ -420,11 +412,9 @@ fn dns_proxy_forwards_to_resolv_conf_and_answers_servfail_when_upstreams_fail() 
 
 #[test]
 fn sigterm_stops_accepting_and_drains_open_connections() {
-    if skip_without_kernel("sigterm") {
-        return;
-    }
-    let p = setup("term");
-    echo_server(&p.b, sock("::", 7000));
+    require_kernel!();
+    let (p, _installed) = setup("term");
+    echo_server(&p.b, any(7000));
     let mut f = Forwarder::start(&p.a, &["--drain-timeout", "20s"]);
     let mut c = connect(&p.a, sock(B4, 7000)).unwrap();
     assert_eq!(echo_roundtrip(&mut c, b"before"), b"before");
@@ -459,11 +449,9 @@ fn sigterm_stops_accepting_and_drains_open_connections() {
 
 #[test]
 fn a_taken_port_is_a_clear_error() {
-    if skip_without_kernel("port_taken") {
-        return;
-    }
+    require_kernel!();
     let ns = Netns::new("busy");
-    let _busy = ns.run(|| TcpListener::bind("0.0.0.0:15001").unwrap());
+    let _busy = in_ns(&ns, || TcpListener::bind("0.0.0.0:15001").unwrap());
     let mut f = Forwarder::spawn(&ns, &[]);
     let status = f.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(1), "{}", f.stderr());
@@ -473,9 +461,7 @@ fn a_taken_port_is_a_clear_error() {
 
 #[test]
 fn a_receipt_exempting_another_uid_refuses_to_start() {
-    if skip_without_kernel("receipt_uid") {
-        return;
-    }
+    require_kernel!();
     let ns = Netns::new("rcpt");
     let dir = tempfile::tempdir().unwrap();
     let receipt = write_file(
@@ -552,10 +538,8 @@ fn a_policy_modification_that_cannot_be_honoured_exits_2_naming_it() {
 
 #[test]
 fn a_refused_connect_is_retried_then_counted_as_failed() {
-    if skip_without_kernel("connect_refused") {
-        return;
-    }
-    let p = setup("ref");
+    require_kernel!();
+    let (p, _installed) = setup("ref");
     let f = Forwarder::start(&p.a, &[]);
     // Nothing listens on B's port 9998: each attempt gets a reset.
     assert!(refused(connect(&p.a, sock(B4, 9998))));
@@ -571,12 +555,10 @@ fn a_refused_connect_is_retried_then_counted_as_failed() {
 
 #[test]
 fn a_reset_on_one_side_resets_the_other() {
-    if skip_without_kernel("reset") {
-        return;
-    }
-    let p = setup("rst");
+    require_kernel!();
+    let (p, _installed) = setup("rst");
     // Reads one byte, then closes with SO_LINGER 0: a reset.
-    let l = p.b.run(|| TcpListener::bind("0.0.0.0:7300").unwrap());
+    let l = in_ns(&p.b, || TcpListener::bind("0.0.0.0:7300").unwrap());
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
             let mut s = s;

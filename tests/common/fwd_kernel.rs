@@ -1,235 +1,59 @@
-//! Kernel-test helpers for the forwarder tests: throwaway network namespaces
-//! joined by a veth pair, the install rules put in place with ONE function
-//! ([`install_rules`]), the forwarder started inside a namespace, and small
-//! blocking servers and clients run on threads that entered a namespace.
-//! Nothing here touches the host's own network configuration.
+//! Forwarder test support on top of the shared kernel-test helpers
+//! (`tests/integration/common.rs`: the gate, namespaces, the veth topology):
+//! rules put in place by the real install, the forwarder started inside a
+//! namespace with its admin endpoint read from there, and small blocking
+//! servers and clients on threads inside a namespace.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Address plan of [`Pair`]: `a` is the host under test, `b` a peer.
-pub const A4: &str = "10.77.0.1";
-pub const B4: &str = "10.77.0.2";
-pub const A6: &str = "fd77::1";
-pub const B6: &str = "fd77::2";
-/// The exempt (kuma-dp) user of the rules, and the application user.
-pub const EXEMPT_USER: &str = "daemon";
-pub const EXEMPT_UID: u32 = 1;
+use crate::common::{EXEMPT_USER, Netns, bin};
 
-/// Returns `Some(reason)` when kernel tests cannot run here.
-pub fn kernel_unavailable() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("not root".into());
-    }
-    for tool in ["ip", "iptables-restore", "ip6tables-restore"] {
-        if which::which(tool).is_err() {
-            return Some(format!("{tool} not found"));
-        }
-    }
-    None
-}
-
-/// True when the test must be skipped (said on stderr); panics instead when
-/// `TPROXYCTL_REQUIRE_KERNEL_TESTS=1` (CI), so a skip can never hide there.
-pub fn skip_without_kernel(test: &str) -> bool {
-    let Some(why) = kernel_unavailable() else {
-        return false;
-    };
-    if std::env::var("TPROXYCTL_REQUIRE_KERNEL_TESTS").as_deref() == Ok("1") {
-        panic!(
-            "{test}: kernel test required (TPROXYCTL_REQUIRE_KERNEL_TESTS=1) but cannot run: {why}"
-        );
-    }
-    // Written to the real stderr, not through eprintln!, which the test
-    // harness captures and hides for passing tests.
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-    true
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A network namespace, deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(tag: &str) -> Netns {
-        let name = format!(
-            "tpxf-{tag}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        run(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// `ip -n NS args…`
-    pub fn ip(&self, args: &[&str]) -> String {
-        run(Command::new("ip").arg("-n").arg(&self.name).args(args))
-    }
-
-    /// Runs a command inside the namespace and asserts it succeeded.
-    pub fn exec(&self, args: &[&str]) -> String {
-        run(Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args))
-    }
-
-    /// Runs `f` on a thread that entered the namespace; sockets it creates
-    /// belong to the namespace and may be used from any thread afterwards.
-    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        run_in(&self.name, f)
-    }
-}
-
-/// Runs `f` on a thread inside the namespace called `name`.
-pub fn run_in<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{name}");
-    std::thread::spawn(move || {
-        let fd = std::fs::File::open(&path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
-        nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .unwrap_or_else(|e| panic!("entering {path}: {e}"));
-        f()
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e))
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                if let Ok(p) = pid.parse::<i32>() {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(p),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// Two namespaces joined by a veth pair: `a` (10.77.0.1, fd77::1) runs the
-/// rules, the forwarder and the application; `b` (10.77.0.2, fd77::2) is the
-/// rest of the world.
-pub struct Pair {
-    pub a: Netns,
-    pub b: Netns,
-    /// Holds the install receipt, when rules were installed.
-    pub dir: tempfile::TempDir,
-}
-
-impl Pair {
-    pub fn new(tag: &str) -> Pair {
-        let a = Netns::new(&format!("{tag}a"));
-        let b = Netns::new(&format!("{tag}b"));
-        a.ip(&[
-            "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &b.name,
-        ]);
-        for (ns, dev, v4, v6) in [(&a, "va", A4, A6), (&b, "vb", B4, B6)] {
-            ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev]);
-            ns.ip(&[
-                "-6",
-                "addr",
-                "add",
-                &format!("{v6}/64"),
-                "dev",
-                dev,
-                "nodad",
-            ]);
-            ns.ip(&["link", "set", dev, "up"]);
-        }
-        Pair {
-            a,
-            b,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    /// Where [`install_rules`] puts the receipt of `a`.
-    pub fn receipt(&self) -> PathBuf {
-        self.dir.path().join("receipt.json")
-    }
+/// Runs `f` on a thread inside `ns` and waits for it.
+pub fn in_ns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    ns.spawn(f)
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 /// Runs `tproxyctl install transparent-proxy ARGS` inside `ns` (rules for
 /// both families and `::6` on loopback), writing its receipt to `receipt`.
-/// The one place the tests put the rules in place.
+/// The one place the forwarder tests put the rules in place.
 pub fn install_rules(ns: &Netns, receipt: &Path, args: &[&str]) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_tproxyctl")])
-        .args(["install", "transparent-proxy", "--receipt"])
-        .arg(receipt)
-        .args(args)
-        .env_remove("TPROXYCTL_RECEIPT")
-        .output()
-        .expect("running tproxyctl install");
-    assert!(
-        out.status.success(),
-        "install failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let receipt = receipt.to_str().expect("UTF-8 path");
+    let mut full = vec!["install", "transparent-proxy", "--receipt", receipt];
+    full.extend_from_slice(args);
+    ns.tproxyctl_ok(&full);
 }
 
 /// A running `tproxyctl forwarder` inside a namespace; killed on drop.
-pub struct Forwarder {
+pub struct Forwarder<'a> {
     pub child: Child,
     pub dir: tempfile::TempDir,
-    ns: String,
+    ns: &'a Netns,
 }
 
-impl Forwarder {
+impl<'a> Forwarder<'a> {
     /// Starts the forwarder as the exempt user with `args` and waits for /ready.
-    pub fn start(ns: &Netns, args: &[&str]) -> Forwarder {
+    pub fn start(ns: &'a Netns, args: &[&str]) -> Forwarder<'a> {
         let f = Self::spawn(ns, args);
         f.wait_ready();
         f
     }
 
-    /// Starts it without waiting.
-    pub fn spawn(ns: &Netns, args: &[&str]) -> Forwarder {
+    /// Starts it without waiting. Unless `args` say otherwise it runs as the
+    /// exempt user and reads no receipt.
+    pub fn spawn(ns: &'a Netns, args: &[&str]) -> Forwarder<'a> {
         let dir = tempfile::tempdir().unwrap();
         let receipt = dir.path().join("no-receipt.json");
         let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
-        let mut cmd = Command::new("ip");
-        cmd.args([
-            "netns",
-            "exec",
-            &ns.name,
-            env!("CARGO_BIN_EXE_tproxyctl"),
-            "forwarder",
-        ]);
+        let mut cmd = ns.cmd(bin(), &["forwarder"]);
         let has = |flag: &str| args.iter().any(|a| a.starts_with(flag));
         if !has("--user") {
             cmd.args(["--user", EXEMPT_USER]);
@@ -246,11 +70,7 @@ impl Forwarder {
             .stdout(Stdio::null())
             .stderr(stderr);
         let child = cmd.spawn().expect("starting the forwarder");
-        Forwarder {
-            child,
-            dir,
-            ns: ns.name.clone(),
-        }
+        Forwarder { child, dir, ns }
     }
 
     pub fn stderr(&self) -> String {
@@ -259,7 +79,7 @@ impl Forwarder {
 
     fn admin_get(&self, path: &str) -> Option<String> {
         let path = path.to_string();
-        run_in(&self.ns, move || {
+        in_ns(self.ns, move || {
             http_get("127.0.0.1:9901".parse().unwrap(), &path)
         })
     }
@@ -301,7 +121,8 @@ impl Forwarder {
             .unwrap_or_else(|| panic!("no sample {key}"))
     }
 
-    /// Polls until `f(stats)` holds (10s), for counters updated after a close.
+    /// Polls (10s) until the counter satisfies `want`; counters of a
+    /// connection are updated when it ends, a moment after the client sees it.
     pub fn wait_stat(&self, name: &str, cluster: &str, want: impl Fn(u64) -> bool) -> u64 {
         let t = Instant::now();
         loop {
@@ -342,7 +163,7 @@ impl Forwarder {
     }
 }
 
-impl Drop for Forwarder {
+impl Drop for Forwarder<'_> {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -359,9 +180,29 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     Some(out)
 }
 
+/// A listener on `addr` inside `ns` (dual-stack when `addr` is `[::]`).
+pub fn listen(ns: &Netns, addr: SocketAddr) -> TcpListener {
+    in_ns(ns, move || {
+        let s = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .unwrap();
+        if addr.is_ipv6() {
+            s.set_only_v6(false).unwrap();
+        }
+        s.set_reuse_address(true).unwrap();
+        s.bind(&addr.into())
+            .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        s.listen(1024).unwrap();
+        TcpListener::from(s)
+    })
+}
+
 /// Echo server on `addr` (one thread per connection) inside `ns`.
 pub fn echo_server(ns: &Netns, addr: SocketAddr) {
-    let l = ns.run(move || TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}")));
+    let l = listen(ns, addr);
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
             std::thread::spawn(move || {
@@ -384,12 +225,9 @@ pub fn echo_server(ns: &Netns, addr: SocketAddr) {
 
 /// Server on `addr` that accepts and holds every connection until the
 /// returned list is cleared.
-pub fn hold_server(
-    ns: &Netns,
-    addr: SocketAddr,
-) -> std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>> {
-    let l = ns.run(move || TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}")));
-    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+pub fn hold_server(ns: &Netns, addr: SocketAddr) -> Arc<Mutex<Vec<TcpStream>>> {
+    let l = listen(ns, addr);
+    let held = Arc::new(Mutex::new(Vec::new()));
     let h = held.clone();
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
@@ -399,23 +237,10 @@ pub fn hold_server(
     held
 }
 
-/// Server on `addr` that reports each accepted connection's peer address.
+/// Server on `addr` that reports each accepted connection's peer address,
+/// greets it and closes.
 pub fn peer_recorder(ns: &Netns, addr: SocketAddr) -> std::sync::mpsc::Receiver<SocketAddr> {
-    let l = ns.run(move || {
-        let s = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            None,
-        )
-        .unwrap();
-        if addr.is_ipv6() {
-            s.set_only_v6(false).unwrap();
-        }
-        s.set_reuse_address(true).unwrap();
-        s.bind(&addr.into()).unwrap();
-        s.listen(64).unwrap();
-        TcpListener::from(s)
-    });
+    let l = listen(ns, addr);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
@@ -430,7 +255,7 @@ pub fn peer_recorder(ns: &Netns, addr: SocketAddr) -> std::sync::mpsc::Receiver<
 
 /// Connects from inside `ns` (as root: an application the rules redirect).
 pub fn connect(ns: &Netns, addr: SocketAddr) -> std::io::Result<TcpStream> {
-    ns.run(move || {
+    in_ns(ns, move || {
         let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         s.set_write_timeout(Some(Duration::from_secs(10)))?;
@@ -438,8 +263,13 @@ pub fn connect(ns: &Netns, addr: SocketAddr) -> std::io::Result<TcpStream> {
     })
 }
 
-pub fn sock(ip: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.parse().unwrap(), port)
+pub fn sock(ip: impl Into<std::net::IpAddr>, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.into(), port)
+}
+
+/// `[::]:port`, a dual-stack listener address.
+pub fn any(port: u16) -> SocketAddr {
+    sock(std::net::Ipv6Addr::UNSPECIFIED, port)
 }
 
 /// Writes `msg` and reads the same number of bytes back.
