@@ -1,7 +1,10 @@
 //! Flags of `tproxyctl forwarder`: the shared transparent-proxy configuration
-//! plus the forwarder's own limits, addresses and logging.
+//! plus the forwarder's own limits, addresses and logging. Values stay raw
+//! strings; `crate::forwarder::options` checks them and names the flag.
 
-use clap::Args;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args};
 
 use super::{ReceiptArg, TpFlags};
 
@@ -11,4 +14,54 @@ pub struct ForwarderArgs {
     pub tp: TpFlags,
     #[command(flatten)]
     pub receipt: ReceiptArg,
+    #[command(flatten)]
+    pub fwd: Box<ForwarderFlags>,
+}
+
+/// The forwarder's own settings.
+#[derive(Debug, Default, Clone, Args)]
+#[command(next_help_heading = "Forwarder")]
+pub struct ForwarderFlags {
+    /// Run as this user (name or UID) after binding the listeners; must be the UID the rules exempt.
+    #[arg(long, value_name = "USER|UID")]
+    pub user: Option<String>,
+    /// Forwarder settings file (YAML or JSON: maxConnections, maxPendingRequests, maxRequests, maxRetries, connectTimeout, idleTimeout, drainTimeout, adminAddress, accessLog).
+    #[arg(long, value_name = "FILE")]
+    pub forwarder_config: Option<PathBuf>,
+    /// Policy file (ProxyTemplate, MeshProxyPatch, Mesh, MeshPassthrough; YAML, several documents allowed). Repeatable.
+    #[arg(long, value_name = "FILE", action = ArgAction::Append)]
+    pub policy: Vec<PathBuf>,
+    /// Most concurrent connections per passthrough cluster [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<String>,
+    /// Most connections per cluster waiting for their upstream connect [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_pending_requests: Option<String>,
+    /// Most concurrent relayed streams per cluster (one per TCP connection) [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_requests: Option<String>,
+    /// Most upstream connect retries per connection, and in flight per cluster [default: 3].
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<String>,
+    /// Upstream connect timeout, e.g. 10s or 500ms [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+    /// Close a connection after this long without data either way, e.g. 1h [default: 1h].
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// On SIGTERM, how long open connections may go on before the forwarder exits [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub drain_timeout: Option<String>,
+    /// Admin address serving GET /stats (Prometheus text) and GET /ready; "off" disables it [default: 127.0.0.1:9901].
+    #[arg(long, value_name = "ADDR:PORT|off")]
+    pub admin_address: Option<String>,
+    /// Write one line per finished connection to this file, or - for stdout.
+    #[arg(long, value_name = "PATH|-")]
+    pub access_log: Option<String>,
+    /// Run the DNS proxy on the DNS port even when DNS redirection is not configured.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = super::parse_go_bool)]
+    pub dns: Option<bool>,
+    /// Worker threads (1 runs everything on one thread) [default: the CPUs this process may use].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<String>,
 }

@@ -1,10 +1,268 @@
-//! The bundled data plane: listeners on the redirect ports that relay each
-//! connection to its original destination, with limits, timeouts, statistics
-//! and a DNS proxy.
+//! The bundled data plane (SPEC §7): listeners on the redirect ports that
+//! relay each connection to its original destination through the
+//! passthrough clusters, with the seeds' non-mesh limits and timeouts, the
+//! passthrough switch of `Mesh` / `MeshPassthrough`, statistics on an admin
+//! address, an access log, and a DNS proxy. This file owns start-up and
+//! shutdown: resolve, check, bind, drop privileges, run, drain.
+//! It does not read `Dataplane` files (mesh destinations); see
+//! [`proxy::Router`] and [`dns::MeshNames`] for where they plug in.
+
+pub mod accesslog;
+pub mod admin;
+pub mod cluster;
+pub mod dns;
+pub mod guard;
+pub mod net;
+pub mod options;
+pub mod policy;
+pub mod privs;
+pub mod proxy;
+pub mod relay;
+pub mod stats;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::watch;
 
 use crate::Exit;
 use crate::cli::forwarder::ForwarderArgs;
+use crate::ui;
+use options::Options;
 
-pub fn run(_args: &ForwarderArgs) -> anyhow::Result<Exit> {
-    anyhow::bail!("the forwarder is not available in this build")
+/// Sockets bound while still privileged.
+struct Bound {
+    outbound: Option<std::net::TcpListener>,
+    inbound: Option<std::net::TcpListener>,
+    dns_udp: Vec<std::net::UdpSocket>,
+    dns_tcp: Vec<std::net::TcpListener>,
+    admin: Option<std::net::TcpListener>,
+    dual_stack: bool,
+}
+
+pub fn run(args: &ForwarderArgs) -> anyhow::Result<Exit> {
+    let resolved = crate::config::resolve_process(&args.tp, None)?;
+    let opts = options::resolve(args, resolved.config, resolved.warnings)?;
+    for w in &opts.warnings {
+        ui::warn(w);
+    }
+    let run_uid = opts
+        .user
+        .as_ref()
+        .map(|u| u.uid)
+        .unwrap_or_else(|| nix::unistd::getuid().as_raw());
+    check_uid(&opts, run_uid)?;
+    let dns = match &opts.dns {
+        Some((_, path)) => {
+            let mut w = Vec::new();
+            let up = dns::upstreams_from(path, &mut w).context("DNS proxy upstreams")?;
+            w.iter().for_each(ui::warn);
+            Some(up)
+        }
+        None => None,
+    };
+    net::raise_nofile_limit();
+    let access_log = opts
+        .access_log
+        .as_deref()
+        .map(accesslog::AccessLog::open)
+        .transpose()?;
+    let bound = bind_all(&opts)?;
+    if let Some(u) = &opts.user {
+        privs::drop_to(u)?;
+    }
+    let workers = match opts.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut rt = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    let rt = rt
+        .enable_all()
+        .build()
+        .context("starting the forwarder's runtime")?;
+    let exit = rt.block_on(serve(opts, bound, access_log, dns, workers));
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    exit
+}
+
+/// Refuses to start as a UID other than the one an install receipt exempts;
+/// without a receipt, a mismatch with the configured kuma-dp user is a warning
+/// (the rules may come from kumactl).
+fn check_uid(opts: &Options, uid: u32) -> anyhow::Result<()> {
+    let path = opts.receipt.display().to_string();
+    let receipt = match crate::host::receipt::load(&opts.receipt) {
+        Ok(r) => r,
+        Err(e) => {
+            ui::warn(format!(
+                "cannot check the installed rules' UID: {}",
+                crate::render_error(&e)
+            ));
+            None
+        }
+    };
+    privs::check_receipt(receipt.as_ref(), &path, uid)?;
+    if receipt.is_none() {
+        let mut w = Vec::new();
+        if let Ok(u) =
+            crate::host::users::resolve_kuma_dp_user(opts.config.kuma_dp_user.as_deref(), &mut w)
+            && u.uid != uid
+        {
+            ui::warn(format!(
+                "the forwarder runs as UID {uid} but the configured kuma-dp user is UID {}; \
+                 unless the rules exempt UID {uid}, its connections will loop (they are refused and counted)",
+                u.uid
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn listen_err(what: &str, port: u16, e: std::io::Error) -> anyhow::Error {
+    let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+        " (the port is taken: is another forwarder or kuma-dp running?)"
+    } else {
+        ""
+    };
+    anyhow::Error::new(e).context(format!("cannot listen on the {what} port {port}{hint}"))
+}
+
+fn bind_all(opts: &Options) -> anyhow::Result<Bound> {
+    let mut dual_stack = opts.ipv6;
+    let mut tcp = |port: Option<u16>, what: &str| -> anyhow::Result<_> {
+        port.map(|p| {
+            net::bind_tcp(p, opts.ipv6, 4096)
+                .map(|(l, v6)| {
+                    dual_stack &= v6;
+                    l
+                })
+                .map_err(|e| listen_err(what, p, e))
+        })
+        .transpose()
+    };
+    let outbound = tcp(opts.outbound_port, "outbound redirect")?;
+    let inbound = tcp(opts.inbound_port, "inbound redirect")?;
+    let mut dns_udp = Vec::new();
+    let mut dns_tcp = Vec::new();
+    if let Some((port, _)) = &opts.dns {
+        let all = !opts.config.redirect.vnet.networks.is_empty();
+        for ip in dns::bind_addrs(dual_stack, all) {
+            let a = SocketAddr::new(ip, *port);
+            dns_udp.push(net::udp_socket(a).map_err(|e| listen_err("DNS (UDP)", *port, e))?);
+            let l = net::tcp_listener(a, 1024).map_err(|e| listen_err("DNS (TCP)", *port, e))?;
+            dns_tcp.push(l);
+        }
+    }
+    let admin = opts
+        .admin
+        .map(|a| net::tcp_listener(a, 128).map_err(|e| listen_err("admin", a.port(), e)))
+        .transpose()?;
+    Ok(Bound {
+        outbound,
+        inbound,
+        dns_udp,
+        dns_tcp,
+        admin,
+        dual_stack,
+    })
+}
+
+async fn serve(
+    opts: Options,
+    bound: Bound,
+    access_log: Option<accesslog::AccessLog>,
+    upstreams: Option<dns::Upstreams>,
+    workers: usize,
+) -> anyhow::Result<Exit> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    if opts.inbound_port.is_some() && bound.dual_stack && !net::is_local("::6".parse()?) {
+        ui::warn(
+            "::6 is not on the loopback interface: inbound IPv6 connections cannot be relayed from ::6 \
+             and will fail (install adds it; or: ip -6 addr add ::6/128 dev lo)",
+        );
+    }
+    let drain_timeout = opts.drain_timeout;
+    let router = Box::new(proxy::PassthroughRouter(opts.passthrough.clone()));
+    let sh = Arc::new(proxy::Shared::new(opts, router, access_log));
+    // A short periodic timer keeps the timer driver's next wake-up near, so
+    // registering a connection's connect or idle timer (always later) never
+    // has to interrupt the driver (one eventfd write per connection otherwise).
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+        }
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut summary = Vec::new();
+    for (l, inbound, what) in [
+        (bound.outbound, false, "outbound"),
+        (bound.inbound, true, "inbound"),
+    ] {
+        if let Some(l) = l {
+            summary.push(format!("{what} {}", l.local_addr()?));
+            let (sh, stop) = (sh.clone(), stop_rx.clone());
+            tokio::spawn(async move {
+                if let Err(e) = proxy::serve(l, inbound, sh, stop).await {
+                    ui::warn(format!("the {what} listener stopped: {e}"));
+                }
+            });
+        }
+    }
+    if let Some(up) = upstreams {
+        let d = Arc::new(dns::Dns {
+            upstreams: up,
+            mesh: Box::new(dns::NoMeshNames),
+            inflight: tokio::sync::Semaphore::new(1024),
+        });
+        for s in bound.dns_udp {
+            let s = tokio::net::UdpSocket::from_std(s)?;
+            summary.push(format!("dns udp {}", s.local_addr()?));
+            tokio::spawn(dns::serve_udp(s, d.clone(), sh.clone(), stop_rx.clone()));
+        }
+        for l in bound.dns_tcp {
+            let l = tokio::net::TcpListener::from_std(l)?;
+            summary.push(format!("dns tcp {}", l.local_addr()?));
+            tokio::spawn(dns::serve_tcp(l, d.clone(), sh.clone(), stop_rx.clone()));
+        }
+    }
+    if let Some(l) = bound.admin {
+        let l = tokio::net::TcpListener::from_std(l)?;
+        summary.push(format!("admin http://{}", l.local_addr()?));
+        tokio::spawn(admin::serve(l, sh.clone()));
+    }
+    ui::info(format!(
+        "forwarder running as UID {} with {workers} worker(s): {}",
+        nix::unistd::geteuid(),
+        summary.join(", ")
+    ));
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    let open = sh.open.load(std::sync::atomic::Ordering::Relaxed);
+    ui::info(format!(
+        "stopping: no new connections; waiting up to {} for {open} open connection(s)",
+        humantime::format_duration(drain_timeout)
+    ));
+    sh.draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = stop_tx.send(true);
+    if proxy::drain(&sh, drain_timeout).await {
+        ui::info("all connections closed");
+    } else {
+        ui::info(format!(
+            "drain deadline passed; closing {} connection(s)",
+            sh.open.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
+    Ok(Exit::Success)
 }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# bench-forwarder.sh - build the release binary and run the shared forwarder
+# benchmark (../shared/bench/forwarder-bench.sh) with tproxyctl's forwarder as
+# the target, next to direct loopback, socat and HAProxy in the same run.
+#
+# The benchmark installs its own REDIRECT rules in a throwaway namespace and
+# runs FORWARDER_CMD there as uid 5678, so the forwarder is started in a mode
+# that touches no iptables: `tproxyctl forwarder` never does. Defaults are
+# pinned (PIN=0: every process on CPU 0); override any knob of the benchmark
+# through the environment (TARGETS, THR_SECS, PIN, ...). Needs root.
+#
+# Extra arguments are appended to the forwarder's command line, e.g.
+#   scripts/bench-forwarder.sh --workers 2
+set -euo pipefail
+
+top=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
+bench="$top/../shared/bench/forwarder-bench.sh"
+[ -f "$bench" ] || { echo "bench-forwarder: $bench not found (shared/ must sit beside the repository)" >&2; exit 2; }
+
+cargo build --release --manifest-path "$top/Cargo.toml" --bin tproxyctl >&2
+
+# The forwarder runs as uid 5678: give it a copy under a world-readable directory.
+dir=$(mktemp -d /tmp/tproxyctl-bench.XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+chmod 755 "$dir"
+install -m 755 "${CARGO_TARGET_DIR:-$top/target}/release/tproxyctl" "$dir/tproxyctl"
+
+# No receipt: the benchmark's rules are not an install. Admin off keeps the
+# namespace's ports to the ones the benchmark knows about.
+FORWARDER_CMD="$dir/tproxyctl forwarder --redirect-outbound-port ${FORWARDER_PORT:-15001} --redirect-inbound=false --kuma-dp-user ${FORWARDER_UID:-5678} --receipt $dir/no-receipt.json --admin-address off ${*:-}"
+export FORWARDER_CMD
+export PIN="${PIN:-0}"
+echo "bench-forwarder: FORWARDER_CMD=$FORWARDER_CMD PIN=$PIN" >&2
+bash "$bench"

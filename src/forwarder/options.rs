@@ -1,0 +1,339 @@
+//! The forwarder's resolved options: the shared transparent-proxy
+//! configuration (ports, DNS, IP family, kuma-dp user) plus its own settings,
+//! layered defaults < `--forwarder-config` < `--policy` files < flags. Every
+//! bad value is a [`UsageError`] naming the flag or key, the value and what
+//! is allowed, raised before anything is bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+use super::cluster::{ClusterId, ClusterPatch, ClusterSettings};
+use super::policy::{self, Passthrough, envoy_duration};
+use crate::cli::forwarder::{ForwarderArgs, ForwarderFlags};
+use crate::config::{Config, IpFamilyMode};
+use crate::error::UsageError;
+use crate::host::users::{ResolvedUser, resolve_user};
+
+/// Everything the forwarder runs with.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: Config,
+    /// Port of the outbound listener, when outbound redirection is on.
+    pub outbound_port: Option<u16>,
+    /// Port of the inbound listener, when inbound redirection is on.
+    pub inbound_port: Option<u16>,
+    /// DNS proxy port and the resolv.conf its upstreams come from.
+    pub dns: Option<(u16, PathBuf)>,
+    pub ipv6: bool,
+    /// Per cluster, indexed by [`ClusterId::index`].
+    pub clusters: [ClusterSettings; 4],
+    pub passthrough: Passthrough,
+    pub drain_timeout: Duration,
+    pub admin: Option<SocketAddr>,
+    pub access_log: Option<String>,
+    pub user: Option<ResolvedUser>,
+    /// 0: as many as the CPUs this process may use.
+    pub workers: usize,
+    pub receipt: PathBuf,
+    pub warnings: Vec<String>,
+}
+
+impl Options {
+    pub fn cluster(&self, id: ClusterId) -> &ClusterSettings {
+        &self.clusters[id.index()]
+    }
+}
+
+/// The forwarder's own settings before defaults are filled in.
+#[derive(Debug, Default, Clone)]
+struct Own {
+    patch: ClusterPatch,
+    drain_timeout: Option<Duration>,
+    admin: Option<Option<SocketAddr>>,
+    access_log: Option<String>,
+    dns: Option<bool>,
+    workers: Option<usize>,
+    user: Option<String>,
+}
+
+impl Own {
+    fn merge(&mut self, later: Own) {
+        self.patch.merge(&later.patch);
+        macro_rules! take {
+            ($($f:ident),*) => { $( if later.$f.is_some() { self.$f = later.$f; } )* };
+        }
+        take!(drain_timeout, admin, access_log, dns, workers, user);
+    }
+}
+
+/// Resolves the options; `config` is the shared configuration already resolved.
+pub fn resolve(
+    args: &ForwarderArgs,
+    config: Config,
+    mut warnings: Vec<String>,
+) -> Result<Options, UsageError> {
+    let mut own = Own::default();
+    if let Some(path) = &args.fwd.forwarder_config {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            UsageError::new(format!(
+                "cannot read --forwarder-config {}: {e}",
+                path.display()
+            ))
+        })?;
+        own = file_layer(&path.display().to_string(), &text, &mut warnings)?;
+    }
+    let effect = policy::load_files(&args.fwd.policy)?;
+    warnings.extend(effect.warnings.iter().cloned());
+    let flags = flag_layer(&args.fwd)?;
+
+    let mut clusters = [ClusterSettings::default(); 4];
+    for c in ClusterId::ALL {
+        let s = &mut clusters[c.index()];
+        own.patch.apply(s);
+        effect.clusters[c.index()].apply(s);
+        flags.patch.apply(s);
+    }
+    own.merge(flags);
+
+    let r = &config.redirect;
+    let dns_on = own.dns.unwrap_or(r.dns.enabled);
+    let user = own.user.as_deref().map(resolve_user).transpose()?;
+    Ok(Options {
+        outbound_port: r.outbound.enabled.then_some(r.outbound.port),
+        inbound_port: r.inbound.enabled.then_some(r.inbound.port),
+        dns: dns_on.then(|| (r.dns.port, r.dns.resolv_config_path.clone())),
+        ipv6: config.ip_family_mode == IpFamilyMode::DualStack,
+        clusters,
+        passthrough: effect.passthrough.unwrap_or_default(),
+        drain_timeout: own.drain_timeout.unwrap_or(Duration::from_secs(5)),
+        admin: own
+            .admin
+            .unwrap_or(Some(SocketAddr::from(([127, 0, 0, 1], 9901)))),
+        access_log: own.access_log,
+        user,
+        workers: own.workers.unwrap_or(0),
+        receipt: crate::host::receipt::path_or_default(args.receipt.receipt.as_deref()),
+        config,
+        warnings,
+    })
+}
+
+fn bad(what: &str, value: &str, allowed: &str) -> UsageError {
+    UsageError::new(format!("invalid value '{value}' for {what}: {allowed}"))
+}
+
+const COUNT: &str = "expected an integer in [0, 4294967295]";
+const DURATION: &str = "expected a duration such as 10s, 500ms, 1m or 1h";
+
+fn count(what: &str, v: &str) -> Result<u32, UsageError> {
+    v.trim().parse::<u32>().map_err(|_| bad(what, v, COUNT))
+}
+
+fn duration(what: &str, v: &str) -> Result<Duration, UsageError> {
+    envoy_duration(v.trim().trim_matches('"')).map_err(|_| bad(what, v, DURATION))
+}
+
+fn admin(what: &str, v: &str) -> Result<Option<SocketAddr>, UsageError> {
+    let t = v.trim();
+    if t.is_empty() || t.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    t.parse::<SocketAddr>().map(Some).map_err(|_| {
+        bad(
+            what,
+            v,
+            "expected ADDRESS:PORT such as 127.0.0.1:9901 or [::1]:9901, or off",
+        )
+    })
+}
+
+fn workers(what: &str, v: &str) -> Result<usize, UsageError> {
+    match v.trim().parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(bad(what, v, "expected an integer in [1, 1024]")),
+    }
+}
+
+fn flag_layer(f: &ForwarderFlags) -> Result<Own, UsageError> {
+    let c = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|v| count(&format!("--{flag}"), v))
+            .transpose()
+    };
+    let d = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|v| duration(&format!("--{flag}"), v))
+            .transpose()
+    };
+    Ok(Own {
+        patch: ClusterPatch {
+            max_connections: c("max-connections", &f.max_connections)?,
+            max_pending_requests: c("max-pending-requests", &f.max_pending_requests)?,
+            max_requests: c("max-requests", &f.max_requests)?,
+            max_retries: c("max-retries", &f.max_retries)?,
+            connect_timeout: d("connect-timeout", &f.connect_timeout)?,
+            idle_timeout: d("idle-timeout", &f.idle_timeout)?,
+        },
+        drain_timeout: d("drain-timeout", &f.drain_timeout)?,
+        admin: f
+            .admin_address
+            .as_deref()
+            .map(|v| admin("--admin-address", v))
+            .transpose()?,
+        access_log: f.access_log.clone().filter(|s| !s.is_empty()),
+        dns: f.dns,
+        workers: f
+            .workers
+            .as_deref()
+            .map(|v| workers("--workers", v))
+            .transpose()?,
+        user: f.user.clone().filter(|s| !s.trim().is_empty()),
+    })
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The `--forwarder-config` file: the seeds' default blocks
+/// (`maxConnections: 1024`, `connectTimeout: 10s`, `tcp: {idleTimeout: 1h}`)
+/// are valid files as they stand.
+fn file_layer(file: &str, text: &str, warnings: &mut Vec<String>) -> Result<Own, UsageError> {
+    let value: Value = serde_yaml::from_str(text).map_err(|e| {
+        UsageError::new(format!(
+            "--forwarder-config {file} is not valid YAML or JSON: {e}"
+        ))
+    })?;
+    let mut own = Own::default();
+    let Some(map) = value.as_mapping() else {
+        if value.is_null() {
+            return Ok(own);
+        }
+        return Err(UsageError::new(format!(
+            "--forwarder-config {file}: expected a mapping of settings"
+        )));
+    };
+    let mut entries: Vec<(String, &Value)> = Vec::new();
+    for (k, v) in map {
+        let k = scalar(k).unwrap_or_default();
+        if k == "tcp"
+            && let Some(tcp) = v.as_mapping()
+        {
+            for (k2, v2) in tcp {
+                entries.push((format!("tcp.{}", scalar(k2).unwrap_or_default()), v2));
+            }
+        } else {
+            entries.push((k, v));
+        }
+    }
+    for (key, v) in entries {
+        let what = format!("key {key} in {file}");
+        let Some(t) = scalar(v) else {
+            return Err(UsageError::new(format!(
+                "invalid value for {what}: expected a single value"
+            )));
+        };
+        match key.as_str() {
+            "maxConnections" => own.patch.max_connections = Some(count(&what, &t)?),
+            "maxPendingRequests" => own.patch.max_pending_requests = Some(count(&what, &t)?),
+            "maxRequests" => own.patch.max_requests = Some(count(&what, &t)?),
+            "maxRetries" => own.patch.max_retries = Some(count(&what, &t)?),
+            "connectTimeout" => own.patch.connect_timeout = Some(duration(&what, &t)?),
+            "idleTimeout" | "tcp.idleTimeout" => {
+                own.patch.idle_timeout = Some(duration(&what, &t)?)
+            }
+            "drainTimeout" => own.drain_timeout = Some(duration(&what, &t)?),
+            "adminAddress" => own.admin = Some(admin(&what, &t)?),
+            "accessLog" => own.access_log = Some(t).filter(|s| !s.is_empty()),
+            "dns" => {
+                own.dns = Some(
+                    crate::cli::parse_go_bool(&t)
+                        .map_err(|_| bad(&what, &t, "expected true or false"))?,
+                )
+            }
+            "workers" => own.workers = Some(workers(&what, &t)?),
+            "user" => own.user = Some(t).filter(|s| !s.trim().is_empty()),
+            _ => warnings.push(format!(
+                "unknown key {key} in --forwarder-config {file} is ignored"
+            )),
+        }
+    }
+    Ok(own)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_default_blocks_are_valid_settings_files() {
+        let mut w = Vec::new();
+        let cb = file_layer(
+            "cb.yaml",
+            include_str!("testdata/defaults-circuit-breaker.yaml"),
+            &mut w,
+        )
+        .unwrap();
+        assert_eq!(cb.patch.max_connections, Some(1024));
+        assert_eq!(cb.patch.max_retries, Some(3));
+        let t = file_layer(
+            "t.yaml",
+            include_str!("testdata/defaults-timeouts.yaml"),
+            &mut w,
+        )
+        .unwrap();
+        assert_eq!(t.patch.connect_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(t.patch.idle_timeout, Some(Duration::from_secs(3600)));
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_or_flag() {
+        let mut w = Vec::new();
+        let e = file_layer("f.yaml", "maxConnections: lots\n", &mut w).unwrap_err();
+        assert!(
+            e.0.contains("'lots'") && e.0.contains("maxConnections in f.yaml"),
+            "{e}"
+        );
+        let e = file_layer("f.yaml", "connectTimeout: soon\n", &mut w).unwrap_err();
+        assert!(e.0.contains("connectTimeout") && e.0.contains("10s"), "{e}");
+        file_layer("f.yaml", "colour: blue\n", &mut w).unwrap();
+        assert!(w[0].contains("colour"), "{w:?}");
+
+        let flags = ForwarderFlags {
+            idle_timeout: Some("forever".into()),
+            ..Default::default()
+        };
+        let e = flag_layer(&flags).unwrap_err();
+        assert!(
+            e.0.contains("--idle-timeout") && e.0.contains("'forever'"),
+            "{e}"
+        );
+        let flags = ForwarderFlags {
+            admin_address: Some("9901".into()),
+            ..Default::default()
+        };
+        assert!(
+            flag_layer(&flags)
+                .unwrap_err()
+                .0
+                .contains("--admin-address")
+        );
+        let flags = ForwarderFlags {
+            admin_address: Some("off".into()),
+            connect_timeout: Some("500ms".into()),
+            ..Default::default()
+        };
+        let own = flag_layer(&flags).unwrap();
+        assert_eq!(own.admin, Some(None));
+        assert_eq!(own.patch.connect_timeout, Some(Duration::from_millis(500)));
+    }
+}

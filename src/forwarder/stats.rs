@@ -1,0 +1,238 @@
+//! Counters per passthrough cluster (and for the DNS proxy), updated with
+//! relaxed atomics on the data path and rendered as Prometheus text for the
+//! admin endpoint. Owns the metric names; nothing else.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::cluster::ClusterId;
+
+/// Counters of one cluster.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    pub cx_total: AtomicU64,
+    pub cx_active: AtomicU64,
+    /// Connections waiting for their upstream connect.
+    pub cx_pending: AtomicU64,
+    /// Bytes from the client to the destination.
+    pub bytes_sent: AtomicU64,
+    /// Bytes from the destination back to the client.
+    pub bytes_received: AtomicU64,
+    pub connect_fail: AtomicU64,
+    pub connect_timeout: AtomicU64,
+    pub idle_timeout: AtomicU64,
+    pub overflow: AtomicU64,
+    pub loop_refused: AtomicU64,
+    pub blocked: AtomicU64,
+    pub retries: AtomicU64,
+    pub reset: AtomicU64,
+    /// Relaying upstream connections: what maxRequests counts.
+    pub rq_active: AtomicU64,
+    pub retries_active: AtomicU64,
+}
+
+/// DNS proxy counters.
+#[derive(Debug, Default)]
+pub struct DnsStats {
+    pub queries_udp: AtomicU64,
+    pub queries_tcp: AtomicU64,
+    pub invalid: AtomicU64,
+    pub upstream_fail: AtomicU64,
+    pub servfail: AtomicU64,
+    pub overflow: AtomicU64,
+}
+
+/// Every counter of the process.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub clusters: [ClusterStats; 4],
+    pub dns: DnsStats,
+    /// Connections accepted but not yet given a cluster (original destination lookup failed).
+    pub no_original_dst: AtomicU64,
+}
+
+impl Stats {
+    pub fn cluster(&self, id: ClusterId) -> &ClusterStats {
+        &self.clusters[id.index()]
+    }
+
+    /// Prometheus text exposition format (version 0.0.4).
+    pub fn prometheus(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        type Get = fn(&ClusterStats) -> &AtomicU64;
+        let metrics: [(&str, &str, &str, Get); 15] = [
+            (
+                "cx_total",
+                "counter",
+                "Connections accepted for the cluster.",
+                |c| &c.cx_total,
+            ),
+            (
+                "cx_active",
+                "gauge",
+                "Connections open now (connecting or relaying).",
+                |c| &c.cx_active,
+            ),
+            (
+                "cx_pending",
+                "gauge",
+                "Connections waiting for their upstream connect.",
+                |c| &c.cx_pending,
+            ),
+            (
+                "rq_active",
+                "gauge",
+                "Connections relaying now (established upstream).",
+                |c| &c.rq_active,
+            ),
+            (
+                "bytes_sent_total",
+                "counter",
+                "Bytes relayed from the client to the destination.",
+                |c| &c.bytes_sent,
+            ),
+            (
+                "bytes_received_total",
+                "counter",
+                "Bytes relayed from the destination to the client.",
+                |c| &c.bytes_received,
+            ),
+            (
+                "connect_fail_total",
+                "counter",
+                "Upstream connects that failed (after retries).",
+                |c| &c.connect_fail,
+            ),
+            (
+                "connect_timeout_total",
+                "counter",
+                "Upstream connects that timed out.",
+                |c| &c.connect_timeout,
+            ),
+            (
+                "idle_timeout_total",
+                "counter",
+                "Connections closed by the idle timeout.",
+                |c| &c.idle_timeout,
+            ),
+            (
+                "overflow_total",
+                "counter",
+                "Connections refused because a circuit-breaker limit was reached.",
+                |c| &c.overflow,
+            ),
+            (
+                "loop_refused_total",
+                "counter",
+                "Connections refused because they would loop back into the forwarder.",
+                |c| &c.loop_refused,
+            ),
+            (
+                "blocked_total",
+                "counter",
+                "Connections refused because passthrough is off for their destination.",
+                |c| &c.blocked,
+            ),
+            (
+                "retries_total",
+                "counter",
+                "Upstream connect retries.",
+                |c| &c.retries,
+            ),
+            (
+                "reset_total",
+                "counter",
+                "Connections ended by a reset on either side.",
+                |c| &c.reset,
+            ),
+            (
+                "retries_active",
+                "gauge",
+                "Upstream connect retries in flight.",
+                |c| &c.retries_active,
+            ),
+        ];
+        for (name, kind, help, get) in metrics {
+            let _ = writeln!(out, "# HELP tproxyctl_cluster_{name} {help}");
+            let _ = writeln!(out, "# TYPE tproxyctl_cluster_{name} {kind}");
+            for id in ClusterId::ALL {
+                let v = get(self.cluster(id)).load(Relaxed);
+                let _ = writeln!(
+                    out,
+                    "tproxyctl_cluster_{name}{{cluster=\"{}\"}} {v}",
+                    id.name()
+                );
+            }
+        }
+        let d = &self.dns;
+        let dns: [(&str, &str, &AtomicU64); 6] = [
+            (
+                "queries_udp_total",
+                "DNS queries received over UDP.",
+                &d.queries_udp,
+            ),
+            (
+                "queries_tcp_total",
+                "DNS queries received over TCP.",
+                &d.queries_tcp,
+            ),
+            (
+                "invalid_total",
+                "DNS messages that were not valid queries.",
+                &d.invalid,
+            ),
+            (
+                "upstream_fail_total",
+                "Upstream DNS exchanges that failed or timed out.",
+                &d.upstream_fail,
+            ),
+            (
+                "servfail_total",
+                "SERVFAIL answers built because every upstream failed.",
+                &d.servfail,
+            ),
+            (
+                "overflow_total",
+                "DNS queries dropped because too many were in flight.",
+                &d.overflow,
+            ),
+        ];
+        for (name, help, v) in dns {
+            let _ = writeln!(out, "# HELP tproxyctl_dns_{name} {help}");
+            let _ = writeln!(out, "# TYPE tproxyctl_dns_{name} counter");
+            let _ = writeln!(out, "tproxyctl_dns_{name} {}", v.load(Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tproxyctl_no_original_dst_total Connections whose original destination could not be read (not redirected?).\n\
+             # TYPE tproxyctl_no_original_dst_total counter\n\
+             tproxyctl_no_original_dst_total {}",
+            self.no_original_dst.load(Relaxed)
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_lists_every_cluster() {
+        let s = Stats::default();
+        s.cluster(ClusterId::OutboundV6)
+            .overflow
+            .fetch_add(2, Relaxed);
+        let t = s.prometheus();
+        assert!(t.contains(
+            "tproxyctl_cluster_overflow_total{cluster=\"outbound:passthrough:ipv6\"} 2\n"
+        ));
+        assert!(t.contains("tproxyctl_cluster_cx_total{cluster=\"inbound:passthrough:ipv4\"} 0\n"));
+        assert!(t.contains("# TYPE tproxyctl_cluster_cx_active gauge\n"));
+        // every sample line is `name{labels} value` or `name value`
+        for line in t.lines().filter(|l| !l.starts_with('#')) {
+            let (_, v) = line.rsplit_once(' ').unwrap();
+            v.parse::<u64>().unwrap();
+        }
+    }
+}

@@ -1,0 +1,583 @@
+//! `tproxyctl forwarder` end to end, in fresh network namespaces with the
+//! rules install writes: application traffic (IPv4, IPv6) reaches its real
+//! destination and is counted, inbound traffic arrives from 127.0.0.6 / ::6,
+//! limits, timeouts, half-close, bulk integrity, the loop guard, passthrough
+//! policies, DNS and SIGTERM draining. Kernel tests skip (visibly) without
+//! root and iptables, and fail instead when TPROXYCTL_REQUIRE_KERNEL_TESTS=1.
+//! Nothing asserts on timing or throughput.
+
+#[path = "integration/common.rs"]
+mod common;
+#[path = "common/fwd_kernel.rs"]
+mod fwd_kernel;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
+use std::time::Duration;
+
+use assert_cmd::Command;
+use common::{A4, A6, B4, B6, EXEMPT_USER, Netns, Topology};
+use fwd_kernel::*;
+use predicates::prelude::PredicateBooleanExt;
+use predicates::str::contains;
+
+const OUT4: &str = "outbound:passthrough:ipv4";
+const OUT6: &str = "outbound:passthrough:ipv6";
+const IN4: &str = "inbound:passthrough:ipv4";
+const IN6: &str = "inbound:passthrough:ipv6";
+
+/// The topology with rules for the exempt user
+/// (`install transparent-proxy --kuma-dp-user daemon`), and the directory
+/// holding the install's receipt. The forwarders below get no receipt unless
+/// a test passes this one.
+fn setup(tag: &str) -> (Topology, tempfile::TempDir) {
+    let p = Topology::new(tag);
+    let dir = tempfile::tempdir().unwrap();
+    install_rules(&p.a, &receipt(&dir), &["--kuma-dp-user", EXEMPT_USER]);
+    (p, dir)
+}
+
+fn receipt(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join("receipt.json")
+}
+
+#[test]
+fn outbound_v4_and_v6_reach_the_destination_and_are_counted() {
+    require_kernel!();
+    let (p, _installed) = setup("out");
+    echo_server(&p.b, any(7000));
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    // With the install's own receipt: it exempts the user the forwarder runs as.
+    let receipt = receipt(&_installed);
+    let f = Forwarder::start(
+        &p.a,
+        &[
+            "--access-log",
+            log.to_str().unwrap(),
+            "--receipt",
+            receipt.to_str().unwrap(),
+        ],
+    );
+    for (ip, cluster) in [(IpAddr::V4(B4), OUT4), (IpAddr::V6(B6), OUT6)] {
+        let mut c = connect(&p.a, sock(ip, 7000)).unwrap();
+        assert_eq!(echo_roundtrip(&mut c, b"hello mesh"), b"hello mesh");
+        drop(c);
+        f.wait_stat("cx_active", cluster, |v| v == 0);
+        assert_eq!(f.stat("cx_total", cluster), 1, "{cluster}");
+        assert_eq!(f.stat("bytes_sent_total", cluster), 10, "{cluster}");
+        assert_eq!(f.stat("bytes_received_total", cluster), 10, "{cluster}");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains(&format!("dst={B4}:7000 cluster={OUT4} sent=10 received=10")),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains(&format!(
+            "dst=[{B6}]:7000 cluster={OUT6} sent=10 received=10"
+        )),
+        "{text}"
+    );
+    assert!(lines.iter().all(|l| l.ends_with("end=closed")), "{text}");
+}
+
+#[test]
+fn inbound_traffic_reaches_the_application_from_127_0_0_6_and_6() {
+    require_kernel!();
+    let (p, _installed) = setup("in");
+    let peers = peer_recorder(&p.a, any(8080));
+    let f = Forwarder::start(&p.a, &[]);
+    for (ip, want, cluster) in [
+        (IpAddr::V4(A4), "127.0.0.6", IN4),
+        (IpAddr::V6(A6), "::6", IN6),
+    ] {
+        let mut c = connect(&p.b, sock(ip, 8080)).unwrap();
+        let mut line = String::new();
+        c.read_to_string(&mut line).unwrap();
+        drop(c);
+        assert_eq!(line, "hello from the application\n");
+        let peer = peers.recv_timeout(Duration::from_secs(5)).unwrap();
+        let seen = match peer.ip() {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(std::net::IpAddr::V4)
+                .unwrap_or(peer.ip()),
+            v4 => v4,
+        };
+        assert_eq!(seen.to_string(), want, "application saw {peer}");
+        f.wait_stat("cx_active", cluster, |v| v == 0);
+        assert_eq!(f.stat("cx_total", cluster), 1);
+        assert_eq!(f.stat("bytes_received_total", cluster), 27);
+    }
+}
+
+#[test]
+fn connection_over_the_limit_is_refused_and_counted() {
+    require_kernel!();
+    raise_nofile();
+    let (p, _installed) = setup("ovf");
+    let held = hold_server(&p.b, any(7100));
+    let f = Forwarder::start(&p.a, &[]);
+    let conns: Vec<TcpStream> = in_ns(&p.a, || {
+        (0..1024)
+            .map(|i| {
+                TcpStream::connect(sock(B4, 7100)).unwrap_or_else(|e| panic!("connection {i}: {e}"))
+            })
+            .collect()
+    });
+    f.wait_stat("rq_active", OUT4, |v| v == 1024);
+    assert_eq!(f.stat("overflow_total", OUT4), 0);
+    assert!(
+        refused(connect(&p.a, sock(B4, 7100))),
+        "the 1025th connection was relayed"
+    );
+    f.wait_stat("overflow_total", OUT4, |v| v == 1);
+    assert_eq!(f.stat("cx_active", OUT4), 1024);
+    drop(conns);
+    held.lock().unwrap().clear();
+    f.wait_stat("cx_active", OUT4, |v| v == 0);
+    // Below the limit again: relayed.
+    let mut again = connect(&p.a, sock(B4, 7100)).unwrap();
+    again
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    let r = again.read(&mut b);
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
+        "connection below the limit was closed: {r:?}"
+    );
+    assert_eq!(f.stat("overflow_total", OUT4), 1);
+}
+
+#[test]
+fn connect_timeout_against_a_destination_that_drops_syns() {
+    require_kernel!();
+    let (p, _installed) = setup("cto");
+    p.b.run_ok(
+        "iptables",
+        &["-A", "INPUT", "-p", "tcp", "--dport", "9999", "-j", "DROP"],
+    );
+    let f = Forwarder::start(&p.a, &["--connect-timeout", "500ms"]);
+    let mut c = connect(&p.a, sock(B4, 9999)).unwrap();
+    let mut b = [0u8; 1];
+    assert!(matches!(c.read(&mut b), Ok(0) | Err(_)));
+    f.wait_stat("connect_timeout_total", OUT4, |v| v == 1);
+    assert_eq!(f.stat("connect_fail_total", OUT4), 0);
+    assert_eq!(f.stat("retries_total", OUT4), 0, "timeouts are not retried");
+    f.wait_stat("cx_active", OUT4, |v| v == 0);
+}
+
+#[test]
+fn idle_timeout_closes_a_quiet_connection() {
+    require_kernel!();
+    let (p, _installed) = setup("idle");
+    echo_server(&p.b, any(7000));
+    let f = Forwarder::start(&p.a, &["--idle-timeout", "300ms"]);
+    let mut c = connect(&p.a, sock(B4, 7000)).unwrap();
+    assert_eq!(echo_roundtrip(&mut c, b"ping"), b"ping");
+    let mut b = [0u8; 1];
+    assert_eq!(
+        c.read(&mut b).unwrap(),
+        0,
+        "expected EOF after the idle timeout"
+    );
+    f.wait_stat("idle_timeout_total", OUT4, |v| v == 1);
+    assert_eq!(f.stat("bytes_sent_total", OUT4), 4);
+}
+
+#[test]
+fn half_close_keeps_the_other_direction_flowing() {
+    require_kernel!();
+    let (p, _installed) = setup("half");
+    // Reads until EOF, then answers with the byte count, then closes.
+    let l = in_ns(&p.b, || TcpListener::bind("0.0.0.0:7200").unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut s = s;
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            write!(s, "got {} bytes", all.len()).unwrap();
+        }
+    });
+    let f = Forwarder::start(&p.a, &[]);
+    let mut c = connect(&p.a, sock(B4, 7200)).unwrap();
+    c.write_all(&[7u8; 100_000]).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "got 100000 bytes");
+    f.wait_stat("cx_active", OUT4, |v| v == 0);
+    assert_eq!(f.stat("reset_total", OUT4), 0);
+}
+
+#[test]
+fn a_large_transfer_arrives_intact() {
+    require_kernel!();
+    let (p, _installed) = setup("bulk");
+    echo_server(&p.b, any(7000));
+    let f = Forwarder::start(&p.a, &[]);
+    const LEN: usize = 48 << 20;
+    let data: Vec<u8> = {
+        // xorshift: varied bytes, reproducible
+        let mut x = 0x9e3779b97f4a7c15u64;
+        (0..LEN)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let sum = |d: &[u8]| {
+        use std::hash::{DefaultHasher, Hasher};
+        let mut h = DefaultHasher::new();
+        h.write(d);
+        h.finish()
+    };
+    let want = sum(&data);
+    let c = connect(&p.a, sock(B6, 7000)).unwrap();
+    let mut w = c.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&data).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::with_capacity(LEN);
+    let mut c = c;
+    c.read_to_end(&mut got).unwrap();
+    writer.join().unwrap();
+    assert_eq!(got.len(), LEN);
+    assert_eq!(sum(&got), want, "checksum differs");
+    f.wait_stat("cx_active", OUT6, |v| v == 0);
+    assert_eq!(f.stat("bytes_sent_total", OUT6), LEN as u64);
+    assert_eq!(f.stat("bytes_received_total", OUT6), LEN as u64);
+}
+
+#[test]
+fn loop_guard_refuses_when_running_as_a_non_exempt_uid() {
+    require_kernel!();
+    let (p, _installed) = setup("loop");
+    echo_server(&p.b, any(7000));
+    // The rules exempt daemon; the forwarder runs as nobody.
+    let f = Forwarder::start(&p.a, &["--user", "nobody"]);
+    assert!(
+        f.stderr().contains("loop"),
+        "no warning about the UID: {}",
+        f.stderr()
+    );
+    for (ip, cluster) in [(IpAddr::V4(B4), OUT4), (IpAddr::V6(B6), OUT6)] {
+        assert!(
+            refused(connect(&p.a, sock(ip, 7000))),
+            "a looping connection was relayed"
+        );
+        f.wait_stat("loop_refused_total", cluster, |v| v >= 1);
+        f.wait_stat("cx_active", cluster, |v| v == 0);
+        // The application's connection, its connect come back (a suspect,
+        // relayed) and the suspect's connect come back (the loop, refused):
+        // the loop never grows.
+        assert_eq!(f.stat("cx_total", cluster), 3, "{cluster}");
+        assert_eq!(f.stat("loop_refused_total", cluster), 1, "{cluster}");
+    }
+}
+
+#[test]
+fn passthrough_policies_block_and_select_destinations() {
+    require_kernel!();
+    let (p, _installed) = setup("pass");
+    echo_server(&p.b, any(7000));
+    let dir = tempfile::tempdir().unwrap();
+    let mesh = write_file(
+        dir.path(),
+        "mesh.yaml",
+        include_str!("../src/forwarder/testdata/mesh-passthrough-off.universal.yaml"),
+    );
+    let f = Forwarder::start(&p.a, &["--policy", mesh.to_str().unwrap()]);
+    assert!(refused(connect(&p.a, sock(B4, 7000))));
+    f.wait_stat("blocked_total", OUT4, |v| v == 1);
+    drop(f);
+
+    let matched = write_file(
+        dir.path(),
+        "mp.yaml",
+        "type: MeshPassthrough\nname: some\nmesh: default\nspec:\n  targetRef:\n    kind: Mesh\n  default:\n    passthroughMode: Matched\n    appendMatch:\n      - type: CIDR\n        value: 10.77.0.0/24\n        port: 7000\n        protocol: tcp\n",
+    );
+    let f = Forwarder::start(&p.a, &["--policy", matched.to_str().unwrap()]);
+    let mut c = connect(&p.a, sock(B4, 7000)).unwrap();
+    assert_eq!(echo_roundtrip(&mut c, b"allowed"), b"allowed");
+    assert!(refused(connect(&p.a, sock(B6, 7000))));
+    f.wait_stat("blocked_total", OUT6, |v| v == 1);
+    assert_eq!(f.stat("blocked_total", OUT4), 0);
+}
+
+#[test]
+fn policy_thresholds_apply_to_the_cluster() {
+    require_kernel!();
+    let (p, _installed) = setup("thr");
+    let _server = hold_server(&p.b, any(7100));
+    let dir = tempfile::tempdir().unwrap();
+    // The seed's MeshProxyPatch with a lower limit, so the test stays small.
+    let mpp = include_str!("../src/forwarder/testdata/meshproxypatch-thresholds.yaml")
+        .replace("max_connections: 2048", "max_connections: 3");
+    let mpp = write_file(dir.path(), "mpp.yaml", &mpp);
+    let f = Forwarder::start(&p.a, &["--policy", mpp.to_str().unwrap()]);
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| connect(&p.a, sock(B4, 7100)).unwrap())
+        .collect();
+    f.wait_stat("rq_active", OUT4, |v| v == 3);
+    assert!(refused(connect(&p.a, sock(B4, 7100))));
+    f.wait_stat("overflow_total", OUT4, |v| v == 1);
+    drop(held);
+}
+
+#[test]
+fn dns_proxy_forwards_to_resolv_conf_and_answers_servfail_when_upstreams_fail() {
+    require_kernel!();
+    use hickory_proto::op::{Message, ResponseCode};
+    use hickory_proto::rr::{Name, RData, Record, RecordType, rdata::A};
+    let p = Topology::new("dns");
+    // A tiny upstream in the peer: answers every A query with 192.0.2.7.
+    let up = in_ns(&p.b, || std::net::UdpSocket::bind("0.0.0.0:53").unwrap());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = up.recv_from(&mut buf) {
+            let q = Message::from_vec(&buf[..n]).unwrap();
+            let mut a = Message::response(q.metadata.id, q.metadata.op_code);
+            a.add_queries(q.queries.clone());
+            let name = q.queries[0].name().clone();
+            a.add_answer(Record::from_rdata(name, 60, RData::A(A::new(192, 0, 2, 7))));
+            up.send_to(&a.to_vec().unwrap(), from).unwrap();
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_file(dir.path(), "good.conf", &format!("nameserver {B4}\n"));
+    let cfg = write_file(
+        dir.path(),
+        "tp.yaml",
+        &format!(
+            "redirect:\n  dns:\n    resolvConfigPath: {}\n",
+            good.display()
+        ),
+    );
+    let f = Forwarder::start(&p.a, &["--dns", "--config", cfg.to_str().unwrap()]);
+    let query = |server: &'static str| {
+        let mut q = Message::query();
+        q.add_query(hickory_proto::op::Query::query(
+            Name::from_ascii("svc.example.").unwrap(),
+            RecordType::A,
+        ));
+        q.metadata.recursion_desired = true;
+        let bytes = q.to_vec().unwrap();
+        let id = q.metadata.id;
+        (id, bytes, server)
+    };
+    let (id, bytes, _) = query("udp");
+    let answer = in_ns(&p.a, move || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.send_to(&bytes, "127.0.0.1:15053").unwrap();
+        let mut buf = [0u8; 1500];
+        let n = s.recv(&mut buf).unwrap();
+        Message::from_vec(&buf[..n]).unwrap()
+    });
+    assert_eq!(answer.metadata.id, id);
+    assert_eq!(answer.answers.len(), 1);
+    assert_eq!(answer.answers[0].data, RData::A(A::new(192, 0, 2, 7)));
+    drop(f);
+
+    // Nothing listens on the upstream's TCP port 53: SERVFAIL over TCP.
+    let f = Forwarder::start(&p.a, &["--dns", "--config", cfg.to_str().unwrap()]);
+    let (id, bytes, _) = query("tcp");
+    let answer = in_ns(&p.a, move || {
+        let mut s = TcpStream::connect("[::1]:15053").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&(bytes.len() as u16).to_be_bytes()).unwrap();
+        s.write_all(&bytes).unwrap();
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).unwrap();
+        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut buf).unwrap();
+        Message::from_vec(&buf).unwrap()
+    });
+    assert_eq!(answer.metadata.id, id);
+    assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+    let st = f.stats();
+    assert_eq!(st["tproxyctl_dns_queries_tcp_total"], 1);
+    assert_eq!(st["tproxyctl_dns_servfail_total"], 1);
+}
+
+#[test]
+fn sigterm_stops_accepting_and_drains_open_connections() {
+    require_kernel!();
+    let (p, _installed) = setup("term");
+    echo_server(&p.b, any(7000));
+    let mut f = Forwarder::start(&p.a, &["--drain-timeout", "20s"]);
+    let mut c = connect(&p.a, sock(B4, 7000)).unwrap();
+    assert_eq!(echo_roundtrip(&mut c, b"before"), b"before");
+    f.signal(nix::sys::signal::Signal::SIGTERM);
+    // The listener closes: a new connection is refused...
+    let t = std::time::Instant::now();
+    loop {
+        if refused(connect(&p.a, sock(B4, 7000))) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "still accepting after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // ...while the open one keeps working until it closes.
+    assert_eq!(echo_roundtrip(&mut c, b"during drain"), b"during drain");
+    assert!(
+        f.child.try_wait().unwrap().is_none(),
+        "exited with a connection open"
+    );
+    drop(c);
+    let status = f.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        f.stderr().contains("all connections closed"),
+        "{}",
+        f.stderr()
+    );
+}
+
+#[test]
+fn a_taken_port_is_a_clear_error() {
+    require_kernel!();
+    let ns = Netns::new("busy");
+    let _busy = in_ns(&ns, || TcpListener::bind("0.0.0.0:15001").unwrap());
+    let mut f = Forwarder::spawn(&ns, &[]);
+    let status = f.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{}", f.stderr());
+    let err = f.stderr();
+    assert!(err.contains("port 15001") && err.contains("taken"), "{err}");
+}
+
+#[test]
+fn a_receipt_exempting_another_uid_refuses_to_start() {
+    require_kernel!();
+    let ns = Netns::new("rcpt");
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = write_file(
+        dir.path(),
+        "receipt.json",
+        &serde_json::json!({
+            "version": 1, "tool": "test", "installedAt": 0,
+            "config": tproxyctl::config::Config::default(),
+            "uid": 5678, "loopback": "lo", "dnsServers": [], "families": [],
+            "ipv6LoopbackAdded": false, "firewalld": null
+        })
+        .to_string(),
+    );
+    let mut f = Forwarder::spawn(&ns, &["--receipt", receipt.to_str().unwrap()]);
+    let status = f.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{}", f.stderr());
+    let err = f.stderr();
+    assert!(
+        err.contains("UID 1") && err.contains("exempt UID 5678") && err.contains("loop"),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------- usage errors (no kernel)
+
+fn forwarder() -> Command {
+    let mut c = Command::cargo_bin("tproxyctl").unwrap();
+    // These run on the host: a value that wrongly passed would start a
+    // forwarder, which the timeout stops.
+    c.arg("forwarder")
+        .env_remove("TPROXYCTL_RECEIPT")
+        .timeout(Duration::from_secs(20));
+    c
+}
+
+#[test]
+fn invalid_values_exit_2_naming_the_flag_and_value() {
+    forwarder()
+        .args(["--max-connections", "lots"])
+        .assert()
+        .code(2)
+        .stderr(contains("--max-connections").and(contains("'lots'")));
+    forwarder()
+        .args(["--connect-timeout", "soon"])
+        .assert()
+        .code(2)
+        .stderr(contains("--connect-timeout").and(contains("10s")));
+    forwarder()
+        .args(["--redirect-outbound-port", "70000"])
+        .assert()
+        .code(2)
+        .stderr(contains("70000"));
+}
+
+#[test]
+fn a_policy_modification_that_cannot_be_honoured_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_file(
+        dir.path(),
+        "p.yaml",
+        &include_str!("../src/forwarder/testdata/meshproxypatch-timeouts.yaml")
+            .replace("path: /connectTimeout", "path: /lbPolicy"),
+    );
+    forwarder()
+        .args(["--policy", p.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(
+            contains("custom-mpp-1")
+                .and(contains("/lbPolicy"))
+                .and(contains("cannot be honoured")),
+        );
+}
+
+#[test]
+fn a_refused_connect_is_retried_then_counted_as_failed() {
+    require_kernel!();
+    let (p, _installed) = setup("ref");
+    let f = Forwarder::start(&p.a, &[]);
+    // Nothing listens on B's port 9998: each attempt gets a reset.
+    assert!(refused(connect(&p.a, sock(B4, 9998))));
+    f.wait_stat("connect_fail_total", OUT4, |v| v == 1);
+    assert_eq!(
+        f.stat("retries_total", OUT4),
+        3,
+        "max_retries defaults to 3"
+    );
+    assert_eq!(f.stat("connect_timeout_total", OUT4), 0);
+    f.wait_stat("retries_active", OUT4, |v| v == 0);
+}
+
+#[test]
+fn a_reset_on_one_side_resets_the_other() {
+    require_kernel!();
+    let (p, _installed) = setup("rst");
+    // Reads one byte, then closes with SO_LINGER 0: a reset.
+    let l = in_ns(&p.b, || TcpListener::bind("0.0.0.0:7300").unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut s = s;
+            let mut b = [0u8; 1];
+            let _ = s.read(&mut b);
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+    });
+    let f = Forwarder::start(&p.a, &[]);
+    let mut c = connect(&p.a, sock(B4, 7300)).unwrap();
+    c.write_all(b"x").unwrap();
+    let mut b = [0u8; 1];
+    let r = c.read(&mut b);
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "expected a reset, got {r:?}"
+    );
+    f.wait_stat("reset_total", OUT4, |v| v == 1);
+    f.wait_stat("cx_active", OUT4, |v| v == 0);
+}
