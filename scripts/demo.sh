@@ -58,11 +58,15 @@ ip -n "$HOST" link set eth0 up; ip -n "$NET" link set eth0 up
 ip -n "$HOST" route add default via 10.88.0.2; ip -n "$HOST" -6 route add default via fd00:88::2
 ip -n "$NET" route add default via 10.88.0.1; ip -n "$NET" -6 route add default via fd00:88::1
 ip -n "$NET" addr add 203.0.113.80/32 dev lo; ip -n "$NET" -6 addr add 2001:db8:88::80/128 dev lo nodad
-n socat TCP-LISTEN:80,fork,reuseaddr,pf=ip6,ipv6only=0 \
-  SYSTEM:'read line; echo "web server: hello, $SOCAT_PEERADDR"' >/dev/null 2>&1 &
+for l in TCP4-LISTEN TCP6-LISTEN; do
+  n socat "$l:80,fork,reuseaddr$([ $l = TCP6-LISTEN ] && echo ,ipv6only=1)" \
+    SYSTEM:'read line; echo "web server: hello, $SOCAT_PEERADDR"' >/dev/null 2>&1 &
+done
 # an application in the host, listening on 8080
-h socat TCP-LISTEN:8080,fork,reuseaddr,pf=ip6,ipv6only=0 \
-  SYSTEM:'read line; echo "application on the host: hello, $SOCAT_PEERADDR"' >/dev/null 2>&1 &
+for l in TCP4-LISTEN TCP6-LISTEN; do
+  h socat "$l:8080,fork,reuseaddr$([ $l = TCP6-LISTEN ] && echo ,ipv6only=1)" \
+    SYSTEM:'read line; echo "application on the host: hello, $SOCAT_PEERADDR"' >/dev/null 2>&1 &
+done
 sleep 0.3
 
 say "tproxyctl install transparent-proxy --dry-run (first lines of the IPv4 rules)"
@@ -92,7 +96,7 @@ say "the forwarder's access log (one line per connection, with the original dest
 cat "$WORK/access.log"
 say "the forwarder's statistics (GET http://127.0.0.1:9901/stats, connections per cluster)"
 h bash -c 'exec 3<>/dev/tcp/127.0.0.1/9901 && printf "GET /stats HTTP/1.0\r\n\r\n" >&3 && cat <&3' \
-  | grep -E '^tproxyctl_forwarder_connections_total' || true
+  | grep -E '^tproxyctl_cluster_(cx_total|bytes_sent_total)' || true
 
 say "tproxyctl status"
 h "$T" status --receipt "$RECEIPT" | grep -v '^ ' || true
