@@ -247,42 +247,20 @@ impl Netns {
     /// Connects to `addr` as `uid`, sends a line, returns what came back
     /// (empty when nothing did).
     pub fn tcp_client(&self, uid: u32, addr: SocketAddr) -> String {
-        let (host, port) = match addr {
-            SocketAddr::V4(a) => (a.ip().to_string(), a.port()),
-            SocketAddr::V6(a) => (a.ip().to_string(), a.port()),
-        };
-        let script = format!(
-            "exec 3<>/dev/tcp/{host}/{port} || exit 3; echo hello >&3; timeout 8 head -n1 <&3"
-        );
-        let u = uid.to_string();
-        let out = self
-            .cmd(
-                "setpriv",
-                &[
-                    &format!("--reuid={u}"),
-                    &format!("--regid={u}"),
-                    "--clear-groups",
-                    "timeout",
-                    "10",
-                    "bash",
-                    "-c",
-                    &script,
-                ],
-            )
-            .stdin(Stdio::null())
-            .output()
-            .expect("client runs");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        self.bash_client(uid, "tcp", addr, "echo hello")
     }
 
     /// Sends one UDP datagram to `addr` as `uid` and returns the answer.
     pub fn udp_client(&self, uid: u32, addr: SocketAddr) -> String {
-        let (host, port) = match addr {
-            SocketAddr::V4(a) => (a.ip().to_string(), a.port()),
-            SocketAddr::V6(a) => (a.ip().to_string(), a.port()),
-        };
+        self.bash_client(uid, "udp", addr, "printf 'query\\n'")
+    }
+
+    /// bash's /dev/tcp or /dev/udp as `uid`: send, then the first line back.
+    fn bash_client(&self, uid: u32, proto: &str, addr: SocketAddr, send: &str) -> String {
         let script = format!(
-            "exec 3<>/dev/udp/{host}/{port} || exit 3; printf 'query\\n' >&3; timeout 8 head -n1 <&3"
+            "exec 3<>/dev/{proto}/{}/{} || exit 3; {send} >&3; timeout 8 head -n1 <&3",
+            addr.ip(),
+            addr.port()
         );
         let u = uid.to_string();
         let out = self
