@@ -212,6 +212,18 @@ impl Netns {
         out
     }
 
+    /// Runs tproxyctl with the DNS servers read from `resolv` (any exit status).
+    pub fn tproxyctl_resolv(&self, args: &[&str], resolv: impl AsRef<Path>) -> Output {
+        self.cmd(bin(), args)
+            .env(
+                "KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_RESOLV_CONFIG_PATH",
+                resolv.as_ref(),
+            )
+            .stdin(Stdio::null())
+            .output()
+            .expect("tproxyctl runs")
+    }
+
     /// `*-save -c` of one backend and family, header comments dropped.
     pub fn save(&self, backend: Backend, v6: bool) -> String {
         normalise_save(&self.run_ok(&backend.save(v6), &["-c"]))

@@ -147,21 +147,14 @@ fn traffic(backend: Backend) {
     udp_echo(&t.b, v4(B4, 53), "real-dns");
     udp_echo(&t.b, v6(B6, 53), "real-dns");
 
-    let out =
-        t.a.cmd(
-            bin(),
-            &install_args(
-                &exes,
-                &receipt,
-                &["--exclude-outbound-ports", "8080", "--redirect-dns"],
-            ),
-        )
-        .env(
-            "KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_RESOLV_CONFIG_PATH",
-            &resolv_path,
-        )
-        .output()
-        .unwrap();
+    let out = t.a.tproxyctl_resolv(
+        &install_args(
+            &exes,
+            &receipt,
+            &["--exclude-outbound-ports", "8080", "--redirect-dns"],
+        ),
+        &resolv_path,
+    );
     assert!(out.status.success(), "install failed: {}", stderr(&out));
 
     // outbound TCP from an application is redirected with its original destination
@@ -311,13 +304,7 @@ fn foreign_rules_kept(backend: Backend) {
 
     let install = |extra: &[&str]| {
         let out =
-            t.a.cmd(bin(), &install_args(&exes, &receipt, extra))
-                .env(
-                    "KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_RESOLV_CONFIG_PATH",
-                    resolv.path(),
-                )
-                .output()
-                .unwrap();
+            t.a.tproxyctl_resolv(&install_args(&exes, &receipt, extra), resolv.path());
         assert!(out.status.success(), "install failed: {}", stderr(&out));
         out
     };
@@ -542,27 +529,20 @@ fn dry_run_changes_nothing() {
     // legacy has no tables yet: probing must not instantiate them
     assert_eq!(t.a.save(Backend::Legacy, false), "");
     let before = t.a.state();
-    let out =
-        t.a.cmd(
-            bin(),
-            &[
-                "install",
-                "transparent-proxy",
-                "--dry-run",
-                "--kuma-dp-user",
-                EXEMPT_USER,
-                "--redirect-dns",
-                "--drop-invalid-packets",
-                "--exclude-outbound-ports-for-uids",
-                "udp:53:0",
-            ],
-        )
-        .env(
-            "KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_RESOLV_CONFIG_PATH",
-            resolv.path(),
-        )
-        .output()
-        .unwrap();
+    let out = t.a.tproxyctl_resolv(
+        &[
+            "install",
+            "transparent-proxy",
+            "--dry-run",
+            "--kuma-dp-user",
+            EXEMPT_USER,
+            "--redirect-dns",
+            "--drop-invalid-packets",
+            "--exclude-outbound-ports-for-uids",
+            "udp:53:0",
+        ],
+        resolv.path(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.starts_with("### IPv4 ###\n\n* raw\n"), "{text}");
@@ -591,14 +571,7 @@ fn kumactl_style_install_is_removable(extra: &[&str]) {
         "--redirect-dns",
     ];
     args.extend_from_slice(extra);
-    let out =
-        t.a.cmd(bin(), &args)
-            .env(
-                "KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_RESOLV_CONFIG_PATH",
-                resolv.path(),
-            )
-            .output()
-            .unwrap();
+    let out = t.a.tproxyctl_resolv(&args, resolv.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let (v4, v6) = text
@@ -735,17 +708,10 @@ fn status_reports_rules_drift_and_resolv_conf_changes() {
     let out = ns.tproxyctl(&["status", "--receipt", &receipt]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("not installed"));
-    let out = ns
-        .cmd(
-            bin(),
-            &install_args(&Backend::Nft.executables(), &receipt, &["--redirect-dns"]),
-        )
-        .env(
-            "KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_RESOLV_CONFIG_PATH",
-            &resolv,
-        )
-        .output()
-        .unwrap();
+    let out = ns.tproxyctl_resolv(
+        &install_args(&Backend::Nft.executables(), &receipt, &["--redirect-dns"]),
+        &resolv,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let out = ns.tproxyctl_ok(&["status", "--receipt", &receipt, "--output", "json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -767,17 +733,10 @@ fn status_reports_rules_drift_and_resolv_conf_changes() {
     );
     assert!(text.contains("changed since the install"), "{text}");
     // a second install puts the rule back
-    let out = ns
-        .cmd(
-            bin(),
-            &install_args(&Backend::Nft.executables(), &receipt, &["--redirect-dns"]),
-        )
-        .env(
-            "KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_RESOLV_CONFIG_PATH",
-            &resolv,
-        )
-        .output()
-        .unwrap();
+    let out = ns.tproxyctl_resolv(
+        &install_args(&Backend::Nft.executables(), &receipt, &["--redirect-dns"]),
+        &resolv,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("already installed"));
     ns.tproxyctl_ok(&["status", "--receipt", &receipt]);
@@ -919,33 +878,26 @@ fn verify_proves_the_installed_rules_and_catches_broken_ones() {
     let dir = tempfile::tempdir().unwrap();
     let receipt = receipt_path(&dir);
     let resolv = temp_file("nameserver 10.0.0.2\nnameserver fd00::53\n");
-    let out =
-        t.a.cmd(
-            bin(),
-            &install_args(
-                &Backend::Legacy.executables(),
-                &receipt,
-                &[
-                    "--redirect-dns",
-                    "--exclude-outbound-ports",
-                    "8443",
-                    "--exclude-inbound-ports",
-                    "22",
-                    "--exclude-outbound-ips",
-                    "10.10.0.0/16",
-                    "--exclude-inbound-ips",
-                    "10.20.0.5",
-                    "--exclude-outbound-ports-for-uids",
-                    "tcp:5432:2000",
-                ],
-            ),
-        )
-        .env(
-            "KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_RESOLV_CONFIG_PATH",
-            resolv.path(),
-        )
-        .output()
-        .unwrap();
+    let out = t.a.tproxyctl_resolv(
+        &install_args(
+            &Backend::Legacy.executables(),
+            &receipt,
+            &[
+                "--redirect-dns",
+                "--exclude-outbound-ports",
+                "8443",
+                "--exclude-inbound-ports",
+                "22",
+                "--exclude-outbound-ips",
+                "10.10.0.0/16",
+                "--exclude-inbound-ips",
+                "10.20.0.5",
+                "--exclude-outbound-ports-for-uids",
+                "tcp:5432:2000",
+            ],
+        ),
+        resolv.path(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let out =
         t.a.tproxyctl_ok(&["verify", "--receipt", &receipt, "--output", "json"]);
