@@ -740,6 +740,26 @@ fn status_reports_rules_drift_and_resolv_conf_changes() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("already installed"));
     ns.tproxyctl_ok(&["status", "--receipt", &receipt]);
+    // a Dataplane whose redirect ports disagree with the installed rules
+    let dp = dir.path().join("dp.yaml");
+    std::fs::write(
+        &dp,
+        "type: Dataplane\nmesh: default\nname: demo\nnetworking:\n  address: 10.0.0.5\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: demo\n  transparentProxying:\n    redirectPortInbound: 16006\n    redirectPortOutbound: 15001\n",
+    )
+    .unwrap();
+    let out = ns.tproxyctl(&[
+        "status",
+        "--receipt",
+        &receipt,
+        "--dataplane",
+        &dp.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("redirectPortInbound"),
+        "{}",
+        stdout(&out)
+    );
     ns.tproxyctl_ok(&uninstall_args(&receipt, &[]));
 }
 
