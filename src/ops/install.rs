@@ -238,6 +238,7 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
     // Read back: every planned rule where the plan put it, nothing else moved.
     let mut families: Vec<FamilyReceipt> = Vec::new();
     let mut problems = Vec::new();
+    let mut dropped_tables = Vec::new();
     phases.phase("reading the rules back");
     let saved = each(&parts, &opts, |p| p.exes.save_all());
     for (p, s) in parts.iter().zip(saved) {
@@ -250,13 +251,25 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
         };
         match &p.plan {
             Some(plan) => match apply::verify(plan, &p.before, &p.owned, &after) {
-                Ok(tables) => families.push(FamilyReceipt {
-                    family: plan.family,
-                    mode: p.exes.mode,
-                    executables: p.exes.paths(),
-                    applied: apply::applied_text(plan),
-                    tables,
-                }),
+                Ok(mut tables) => {
+                    // A table an earlier install created is still ours to drop.
+                    let prev = old
+                        .as_ref()
+                        .and_then(|r| r.family(plan.family))
+                        .filter(|r| same_backend(r, &p.exes));
+                    for t in &mut tables {
+                        t.created |= prev.is_some_and(|r| {
+                            r.tables.iter().any(|o| o.table == t.table && o.created)
+                        });
+                    }
+                    families.push(FamilyReceipt {
+                        family: plan.family,
+                        mode: p.exes.mode,
+                        executables: p.exes.paths(),
+                        applied: apply::applied_text(plan),
+                        tables,
+                    })
+                }
                 Err(mut pr) => problems.append(&mut pr),
             },
             None => {
@@ -268,6 +281,7 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
                         p.exes.mode
                     ));
                 }
+                dropped_tables.push((p, after));
             }
         }
     }
@@ -335,6 +349,26 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
         ui::info(format!("[firewalld] rules stored in {}", fw.path.display()));
         for n in firewalld::daemon::inspect(&fw.path).install_notices(&fw.path, &modes, wants_v6) {
             ui::warn(format!("[firewalld] {n}"));
+        }
+    }
+    // Tables an earlier install created in a family or backend no longer used.
+    for (p, after) in dropped_tables {
+        let created = old
+            .as_ref()
+            .and_then(|r| r.family(p.exes.family))
+            .filter(|r| same_backend(r, &p.exes))
+            .map(|r| {
+                r.tables
+                    .iter()
+                    .filter(|t| t.created)
+                    .map(|t| t.table)
+                    .collect()
+            })
+            .unwrap_or_else(Vec::new);
+        for t in created {
+            if let Err(e) = apply::delete_table_if_pristine(&p.exes, t, &after) {
+                ui::warn(format!("{e:#}"));
+            }
         }
     }
     // ::6 we added earlier and no longer need.

@@ -965,3 +965,35 @@ fn verify_proves_the_installed_rules_and_catches_broken_ones() {
     assert!(text.contains("PASS  IPv6 outbound TCP"), "{text}");
     t.a.tproxyctl_ok(&uninstall_args(&receipt, &[]));
 }
+
+#[test]
+fn switching_to_ipv4_only_removes_our_ipv6_rules_and_address() {
+    require_kernel!();
+    let t = Topology::new("fam");
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = receipt_path(&dir);
+    let exes = Backend::Nft.executables();
+    let before = t.a.state();
+    t.a.tproxyctl_ok(&install_args(&exes, &receipt, &[]));
+    assert!(t.a.save(Backend::Nft, true).contains("KUMA_MESH_OUTBOUND"));
+    assert!(
+        t.a.run_ok("ip", &["-6", "addr", "show", "dev", "lo"])
+            .contains("::6/128")
+    );
+    t.a.tproxyctl_ok(&install_args(
+        &exes,
+        &receipt,
+        &["--ip-family-mode", "ipv4"],
+    ));
+    assert!(
+        !t.a.save(Backend::Nft, true).contains("KUMA_MESH"),
+        "IPv6 rules are gone"
+    );
+    assert!(t.a.save(Backend::Nft, false).contains("KUMA_MESH_OUTBOUND"));
+    assert!(
+        !t.a.run_ok("ip", &["-6", "addr", "show", "dev", "lo"])
+            .contains("::6/128")
+    );
+    t.a.tproxyctl_ok(&uninstall_args(&receipt, &[]));
+    assert_eq!(t.a.state(), before);
+}
