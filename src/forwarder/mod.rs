@@ -4,7 +4,8 @@
 //! `Dataplane` files ([`mesh`], [`route`]), through the passthrough clusters
 //! otherwise — with the seeds' non-mesh limits and timeouts, the passthrough
 //! switch of `Mesh` / `MeshPassthrough` for non-mesh traffic, statistics on
-//! an admin address, an access log, and a DNS proxy. This file owns start-up and shutdown: resolve, check,
+//! an admin address, an access log, and a DNS proxy that also answers
+//! `<service>.mesh`. This file owns start-up and shutdown: resolve, check,
 //! bind, drop privileges, run, drain.
 
 pub mod accesslog;
@@ -195,6 +196,7 @@ async fn serve(
         );
     }
     let drain_timeout = opts.drain_timeout;
+    let mesh_names = dns::MeshNames::new(&opts.mesh);
     let sh = Arc::new(proxy::Shared::new(opts, access_log));
     // A short periodic timer keeps the timer driver's next wake-up near, so
     // registering a connection's connect or idle timer (always later) never
@@ -224,7 +226,7 @@ async fn serve(
     if let Some(up) = upstreams {
         let d = Arc::new(dns::Dns {
             upstreams: up,
-            mesh: Box::new(dns::NoMeshNames),
+            mesh: mesh_names,
             inflight: tokio::sync::Semaphore::new(1024),
         });
         for s in bound.dns_udp {
