@@ -189,8 +189,7 @@ fn on_accept(sh: &Arc<Shared>, s: Socket, peer: SockAddr, side: Side) {
     let Some(to) = to else {
         return refused("blocked", &st.blocked, s);
     };
-    let settings = c.settings;
-    let l = settings.limits;
+    let l = c.settings.limits;
     if u64::from(l.max_requests) <= st.rq_active.load(Relaxed) {
         return refused("overflow", &st.overflow, s);
     }
@@ -211,7 +210,6 @@ fn on_accept(sh: &Arc<Shared>, s: Socket, peer: SockAddr, side: Side) {
             to,
             side,
             cluster,
-            settings,
             started,
             suspect: verdict == Verdict::Suspect,
         },
@@ -231,8 +229,8 @@ struct Accepted {
     /// Where to connect: `dst`, or a local inbound's workload address.
     to: SocketAddr,
     side: Side,
+    /// Its settings are read from the table, not copied into every task.
     cluster: ClusterIdx,
-    settings: ClusterSettings,
     started: Instant,
     /// Looked like one of our own connects come back (see guard.rs).
     suspect: bool,
@@ -245,12 +243,11 @@ async fn handle(sh: Arc<Shared>, client: Socket, a: Accepted) {
         to,
         side,
         cluster,
-        settings,
         started,
         suspect,
     } = a;
     let c: &Cluster = sh.clusters.get(cluster);
-    let st = &c.stats;
+    let (st, settings) = (&c.stats, &c.settings);
     let client = match net::register(client, Interest::READABLE | Interest::WRITABLE) {
         Ok(c) => c,
         Err(e) => {
@@ -266,7 +263,7 @@ async fn handle(sh: Arc<Shared>, client: Socket, a: Accepted) {
     } else {
         IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6))
     });
-    let connected = connect_upstream(&sh, st, (side, suspect), to, source, &settings).await;
+    let connected = connect_upstream(&sh, st, (side, suspect), to, source, settings).await;
     st.cx_pending.fetch_sub(1, Relaxed);
     let (moved, end) = match connected {
         Ok(upstream) => {
