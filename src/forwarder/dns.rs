@@ -34,11 +34,14 @@ const EDNS_PAYLOAD: u16 = 1232;
 /// virtual IP per service; with no control plane to hand them out, the
 /// answer is the addresses of the service's instances (its Dataplanes'
 /// `networking.address` or inbound `address`), which are also the mesh
-/// destinations the router knows.
+/// destinations the router knows. Without Dataplane files the zone is not
+/// ours: `.mesh` queries go upstream as before.
 #[derive(Debug, Default)]
 pub struct MeshNames {
     /// Lower-case service name → distinct instance addresses, in file order.
     names: HashMap<String, Vec<IpAddr>>,
+    /// Dataplane files were given: the `mesh` zone is answered here.
+    authoritative: bool,
 }
 
 impl MeshNames {
@@ -52,7 +55,10 @@ impl MeshNames {
                 }
             }
         }
-        MeshNames { names }
+        MeshNames {
+            names,
+            authoritative: mesh.name.is_some(),
+        }
     }
 
     /// The service a name asks for, lower-cased, when the name is in the
@@ -77,6 +83,9 @@ impl MeshNames {
     /// the query upstream. A known service gets its A or AAAA records (both
     /// for ANY; none for other types), an unknown one NXDOMAIN.
     pub fn answer(&self, query: &Message) -> Option<Message> {
+        if !self.authoritative {
+            return None;
+        }
         let q = query.queries.first()?;
         if !matches!(q.query_class(), DNSClass::IN | DNSClass::ANY) {
             return None;
@@ -394,6 +403,7 @@ mod tests {
             endpoints: eps.iter().map(|e| e.parse().unwrap()).collect(),
         };
         MeshNames::new(&Mesh {
+            name: Some("default".into()),
             services: vec![
                 svc(
                     "a",
@@ -473,25 +483,15 @@ mod tests {
         for name in ["a.mesh.example.com.", "mesh.", "example.com", "amesh."] {
             assert!(ask(&n, name, RecordType::A, false).is_none(), "{name}");
         }
-        assert!(
-            MeshNames::default()
-                .answer(
-                    &parse_query(&{
-                        let mut q = Message::query();
-                        q.add_query(Query::query(
-                            Name::from_ascii("a.mesh.").unwrap(),
-                            RecordType::A,
-                        ));
-                        q.to_vec().unwrap()
-                    })
-                    .unwrap()
-                )
-                .unwrap()
-                .metadata
-                .response_code
-                == ResponseCode::NXDomain,
-            "without Dataplane files every .mesh name is unknown"
-        );
+        // A mesh without reachable services still owns the zone.
+        let none = MeshNames::new(&Mesh {
+            name: Some("default".into()),
+            ..Mesh::default()
+        });
+        let a = ask(&none, "a.mesh.", RecordType::A, false).unwrap();
+        assert_eq!(a.metadata.response_code, ResponseCode::NXDomain);
+        // Without Dataplane files the zone is not ours: upstream, as before.
+        assert!(ask(&MeshNames::default(), "a.mesh.", RecordType::A, false).is_none());
     }
 
     #[tokio::test]
@@ -506,6 +506,7 @@ mod tests {
                 timeout: Duration::from_millis(10),
             },
             mesh: MeshNames::new(&Mesh {
+                name: Some("default".into()),
                 services: vec![Service {
                     name: "big".into(),
                     endpoints: eps,

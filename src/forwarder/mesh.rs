@@ -416,7 +416,7 @@ pub fn build(
                     m.what
                 )));
             }
-            if clashes_with_passthrough(ep.service) {
+            if ClusterId::by_name(ep.service).is_some() {
                 return Err(UsageError::new(format!(
                     "{}: service '{}' has the name of a passthrough cluster; rename the \
                      kuma.io/service tag",
@@ -463,10 +463,6 @@ pub fn build(
         inbounds,
         dataplanes,
     })
-}
-
-fn clashes_with_passthrough(service: &str) -> bool {
-    ClusterId::by_name(service).is_some()
 }
 
 /// A reachable-list entry that matches nothing is most likely a typo.
