@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
-use indexmap::IndexMap;
+use indexmap::{IndexMap, IndexSet};
 use serde::Deserialize;
 use serde_yaml::Value;
 
@@ -388,7 +388,7 @@ pub fn build(
     let reach = Reach::of(local)?;
 
     let mut services: IndexMap<&str, Vec<SocketAddr>> = IndexMap::new();
-    let mut unreachable: IndexMap<&str, ()> = IndexMap::new();
+    let mut unreachable: IndexSet<&str> = IndexSet::new();
     let mut owner: HashMap<SocketAddr, &str> = HashMap::new();
     let mut dataplanes = 0;
     for m in &members {
@@ -426,11 +426,11 @@ pub fn build(
             if reach.admits(&m.dp, &ep) {
                 services.entry(ep.service).or_default().push(addr);
             } else {
-                unreachable.insert(ep.service, ());
+                unreachable.insert(ep.service);
             }
         }
     }
-    unreachable.retain(|s, _| !services.contains_key(s));
+    unreachable.retain(|s| !services.contains_key(s));
 
     if let Some(l) = local {
         warn_unmatched(l, &reach, &services, &unreachable, warnings);
@@ -459,7 +459,7 @@ pub fn build(
                 endpoints,
             })
             .collect(),
-        unreachable: unreachable.into_keys().map(str::to_string).collect(),
+        unreachable: unreachable.into_iter().map(str::to_string).collect(),
         inbounds,
         dataplanes,
     })
@@ -470,10 +470,10 @@ fn warn_unmatched(
     l: &Loaded,
     reach: &Reach<'_>,
     services: &IndexMap<&str, Vec<SocketAddr>>,
-    unreachable: &IndexMap<&str, ()>,
+    unreachable: &IndexSet<&str>,
     warnings: &mut Vec<String>,
 ) {
-    let known = |s: &str| services.contains_key(s) || unreachable.contains_key(s);
+    let known = |s: &str| services.contains_key(s) || unreachable.contains(s);
     if let Some(list) = &reach.services {
         let mut list: Vec<&&str> = list.iter().filter(|s| !known(s)).collect();
         list.sort();
