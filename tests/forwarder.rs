@@ -342,8 +342,8 @@ fn policy_thresholds_apply_to_the_cluster() {
 #[test]
 fn dns_proxy_forwards_to_resolv_conf_and_answers_servfail_when_upstreams_fail() {
     require_kernel!();
-    use hickory_proto::op::{Message, ResponseCode};
-    use hickory_proto::rr::{Name, RData, RecordType, rdata::A};
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::{RData, RecordType, rdata::A};
     let p = Topology::new("dns");
     // A tiny upstream in the peer: answers every A query with 192.0.2.7.
     fake_upstream(&p.b, std::net::Ipv4Addr::new(192, 0, 2, 7));
@@ -358,46 +358,16 @@ fn dns_proxy_forwards_to_resolv_conf_and_answers_servfail_when_upstreams_fail() 
         ),
     );
     let f = Forwarder::start(&p.a, &["--dns", "--config", cfg.to_str().unwrap()]);
-    let query = |server: &'static str| {
-        let mut q = Message::query();
-        q.add_query(hickory_proto::op::Query::query(
-            Name::from_ascii("svc.example.").unwrap(),
-            RecordType::A,
-        ));
-        q.metadata.recursion_desired = true;
-        let bytes = q.to_vec().unwrap();
-        let id = q.metadata.id;
-        (id, bytes, server)
-    };
-    let (id, bytes, _) = query("udp");
-    let answer = in_ns(&p.a, move || {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.send_to(&bytes, "127.0.0.1:15053").unwrap();
-        let mut buf = [0u8; 1500];
-        let n = s.recv(&mut buf).unwrap();
-        Message::from_vec(&buf[..n]).unwrap()
-    });
-    assert_eq!(answer.metadata.id, id);
+    let dns_port = sock(std::net::Ipv4Addr::LOCALHOST, 15053);
+    let answer = dns_query(&p.a, dns_port, "svc.example.", RecordType::A, false);
     assert_eq!(answer.answers.len(), 1);
     assert_eq!(answer.answers[0].data, RData::A(A::new(192, 0, 2, 7)));
     drop(f);
 
     // Nothing listens on the upstream's TCP port 53: SERVFAIL over TCP.
     let f = Forwarder::start(&p.a, &["--dns", "--config", cfg.to_str().unwrap()]);
-    let (id, bytes, _) = query("tcp");
-    let answer = in_ns(&p.a, move || {
-        let mut s = TcpStream::connect("[::1]:15053").unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(&(bytes.len() as u16).to_be_bytes()).unwrap();
-        s.write_all(&bytes).unwrap();
-        let mut len = [0u8; 2];
-        s.read_exact(&mut len).unwrap();
-        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-        s.read_exact(&mut buf).unwrap();
-        Message::from_vec(&buf).unwrap()
-    });
-    assert_eq!(answer.metadata.id, id);
+    let dns_port6 = sock(std::net::Ipv6Addr::LOCALHOST, 15053);
+    let answer = dns_query(&p.a, dns_port6, "svc.example.", RecordType::A, true);
     assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
     let st = f.stats();
     assert_eq!(st["tproxyctl_dns_queries_tcp_total"], 1);
