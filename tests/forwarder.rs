@@ -2,7 +2,9 @@
 //! rules install writes: application traffic (IPv4, IPv6) reaches its real
 //! destination and is counted, inbound traffic arrives from 127.0.0.6 / ::6,
 //! limits, timeouts, half-close, bulk integrity, the loop guard, passthrough
-//! policies, DNS and SIGTERM draining. Kernel tests skip (visibly) without
+//! policies, mesh destinations from Dataplane files (service clusters,
+//! reachable services and backends, local inbounds, `.mesh` names), DNS and
+//! SIGTERM draining. Kernel tests skip (visibly) without
 //! root and iptables, and fail instead when TPROXYCTL_REQUIRE_KERNEL_TESTS=1.
 //! Nothing asserts on timing or throughput.
 
@@ -10,6 +12,8 @@
 mod common;
 #[path = "common/fwd_kernel.rs"]
 mod fwd_kernel;
+#[path = "common/fwd_mesh.rs"]
+mod fwd_mesh;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
@@ -18,6 +22,7 @@ use std::time::Duration;
 use assert_cmd::Command;
 use common::{A4, A6, B4, B6, EXEMPT_USER, Netns, Topology};
 use fwd_kernel::*;
+use fwd_mesh::*;
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 
@@ -337,22 +342,11 @@ fn policy_thresholds_apply_to_the_cluster() {
 #[test]
 fn dns_proxy_forwards_to_resolv_conf_and_answers_servfail_when_upstreams_fail() {
     require_kernel!();
-    use hickory_proto::op::{Message, ResponseCode};
-    use hickory_proto::rr::{Name, RData, Record, RecordType, rdata::A};
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::{RData, RecordType, rdata::A};
     let p = Topology::new("dns");
     // A tiny upstream in the peer: answers every A query with 192.0.2.7.
-    let up = in_ns(&p.b, || std::net::UdpSocket::bind("0.0.0.0:53").unwrap());
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1500];
-        while let Ok((n, from)) = up.recv_from(&mut buf) {
-            let q = Message::from_vec(&buf[..n]).unwrap();
-            let mut a = Message::response(q.metadata.id, q.metadata.op_code);
-            a.add_queries(q.queries.clone());
-            let name = q.queries[0].name().clone();
-            a.add_answer(Record::from_rdata(name, 60, RData::A(A::new(192, 0, 2, 7))));
-            up.send_to(&a.to_vec().unwrap(), from).unwrap();
-        }
-    });
+    fake_upstream(&p.b, std::net::Ipv4Addr::new(192, 0, 2, 7));
     let dir = tempfile::tempdir().unwrap();
     let good = write_file(dir.path(), "good.conf", &format!("nameserver {B4}\n"));
     let cfg = write_file(
@@ -364,46 +358,16 @@ fn dns_proxy_forwards_to_resolv_conf_and_answers_servfail_when_upstreams_fail() 
         ),
     );
     let f = Forwarder::start(&p.a, &["--dns", "--config", cfg.to_str().unwrap()]);
-    let query = |server: &'static str| {
-        let mut q = Message::query();
-        q.add_query(hickory_proto::op::Query::query(
-            Name::from_ascii("svc.example.").unwrap(),
-            RecordType::A,
-        ));
-        q.metadata.recursion_desired = true;
-        let bytes = q.to_vec().unwrap();
-        let id = q.metadata.id;
-        (id, bytes, server)
-    };
-    let (id, bytes, _) = query("udp");
-    let answer = in_ns(&p.a, move || {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.send_to(&bytes, "127.0.0.1:15053").unwrap();
-        let mut buf = [0u8; 1500];
-        let n = s.recv(&mut buf).unwrap();
-        Message::from_vec(&buf[..n]).unwrap()
-    });
-    assert_eq!(answer.metadata.id, id);
+    let dns_port = sock(std::net::Ipv4Addr::LOCALHOST, 15053);
+    let answer = dns_query(&p.a, dns_port, "svc.example.", RecordType::A, false);
     assert_eq!(answer.answers.len(), 1);
     assert_eq!(answer.answers[0].data, RData::A(A::new(192, 0, 2, 7)));
     drop(f);
 
     // Nothing listens on the upstream's TCP port 53: SERVFAIL over TCP.
     let f = Forwarder::start(&p.a, &["--dns", "--config", cfg.to_str().unwrap()]);
-    let (id, bytes, _) = query("tcp");
-    let answer = in_ns(&p.a, move || {
-        let mut s = TcpStream::connect("[::1]:15053").unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(&(bytes.len() as u16).to_be_bytes()).unwrap();
-        s.write_all(&bytes).unwrap();
-        let mut len = [0u8; 2];
-        s.read_exact(&mut len).unwrap();
-        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-        s.read_exact(&mut buf).unwrap();
-        Message::from_vec(&buf).unwrap()
-    });
-    assert_eq!(answer.metadata.id, id);
+    let dns_port6 = sock(std::net::Ipv6Addr::LOCALHOST, 15053);
+    let answer = dns_query(&p.a, dns_port6, "svc.example.", RecordType::A, true);
     assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
     let st = f.stats();
     assert_eq!(st["tproxyctl_dns_queries_tcp_total"], 1);
@@ -580,4 +544,358 @@ fn a_reset_on_one_side_resets_the_other() {
     );
     f.wait_stat("reset_total", OUT4, |v| v == 1);
     f.wait_stat("cx_active", OUT4, |v| v == 0);
+}
+
+// ---------------------------------------------------------------- mesh destinations
+
+/// The mesh of the topology: service `a` on the peer at 10.77.0.2:7000 and
+/// [fd00:77::2]:7000, service `b` behind it at 192.0.2.1:7001; this proxy is
+/// `me` at 10.77.0.1 (found by its address unless a test says otherwise).
+fn mesh_file(dir: &std::path::Path) -> std::path::PathBuf {
+    write_file(
+        dir,
+        "mesh.yaml",
+        &documents(&[
+            dataplane("a-1", "10.77.0.2", &[(7000, "a")], ""),
+            dataplane("a-2", "fd00:77::2", &[(7000, "a")], ""),
+            dataplane("b-1", "192.0.2.1", &[(7001, "b")], ""),
+        ]),
+    )
+}
+
+fn path(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// True when /stats has no sample for `cluster`.
+fn no_cluster(f: &Forwarder<'_>, cluster: &str) -> bool {
+    let label = format!("{{cluster=\"{cluster}\"}}");
+    !f.stats().keys().any(|k| k.ends_with(&label))
+}
+
+#[test]
+fn a_mesh_destination_is_counted_under_its_service_cluster() {
+    require_kernel!();
+    let (p, _installed) = setup("mesh");
+    echo_server(&p.b, any(7000));
+    echo_server(&p.b, any(7500));
+    let dir = tempfile::tempdir().unwrap();
+    let mesh = mesh_file(dir.path());
+    let me = write_file(
+        dir.path(),
+        "me.yaml",
+        &dataplane("me", "10.77.0.1", &[(8080, "me")], ""),
+    );
+    let log = dir.path().join("access.log");
+    let f = Forwarder::start(
+        &p.a,
+        &[
+            "--dataplane",
+            path(&mesh),
+            "--dataplane",
+            path(&me),
+            "--access-log",
+            path(&log),
+        ],
+    );
+    assert!(
+        f.stderr().contains("this proxy is dataplane file")
+            && f.stderr().contains("a (2), b (1), me (1)"),
+        "{}",
+        f.stderr()
+    );
+    for (dst, cluster) in [
+        (sock(B4, 7000), "a"),
+        (sock(B6, 7000), "a"),
+        (sock(B4, 7500), OUT4),
+    ] {
+        let mut c = connect(&p.a, dst).unwrap();
+        assert_eq!(echo_roundtrip(&mut c, b"hello mesh"), b"hello mesh");
+        drop(c);
+        f.wait_stat("cx_active", cluster, |v| v == 0);
+    }
+    assert_eq!(f.stat("cx_total", "a"), 2);
+    assert_eq!(f.stat("bytes_sent_total", "a"), 20);
+    assert_eq!(f.stat("bytes_received_total", "a"), 20);
+    assert_eq!(f.stat("cx_total", OUT4), 1, "only the non-mesh connection");
+    assert_eq!(f.stat("cx_total", OUT6), 0);
+    assert_eq!(f.stat("cx_total", "b"), 0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[0].contains(&format!("dst={B4}:7000 cluster=a sent=10 received=10")),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains(&format!("dst=[{B6}]:7000 cluster=a sent=10")),
+        "{text}"
+    );
+    assert!(
+        lines[2].contains(&format!("dst={B4}:7500 cluster={OUT4} sent=10")),
+        "{text}"
+    );
+}
+
+#[test]
+fn unreachable_services_are_non_mesh_and_blocked_when_passthrough_is_off() {
+    require_kernel!();
+    let (p, _installed) = setup("reach");
+    echo_server(&p.b, any(7000));
+    echo_server(&p.b, any(7001));
+    let dir = tempfile::tempdir().unwrap();
+    let mesh = mesh_file(dir.path());
+    let off = write_file(
+        dir.path(),
+        "mesh-off.yaml",
+        include_str!("../src/forwarder/testdata/mesh-passthrough-off.universal.yaml"),
+    );
+    let b = sock(std::net::Ipv4Addr::new(192, 0, 2, 1), 7001);
+    for (what, tp) in [
+        ("reachableServices", "reachableServices: [a]"),
+        (
+            "reachableBackends",
+            "reachableBackends:\n  refs:\n  - kind: MeshService\n    name: a",
+        ),
+    ] {
+        let me = write_file(
+            dir.path(),
+            &format!("me-{what}.yaml"),
+            &dataplane("me", "10.77.0.1", &[(8080, "me")], tp),
+        );
+        // Passthrough on: b is reached, through the passthrough cluster.
+        let f = Forwarder::start(
+            &p.a,
+            &["--dataplane", path(&mesh), "--local-dataplane", path(&me)],
+        );
+        assert!(
+            f.stderr().contains("not reachable, so non-mesh: b"),
+            "{what}: {}",
+            f.stderr()
+        );
+        let mut c = connect(&p.a, b).unwrap();
+        assert_eq!(echo_roundtrip(&mut c, b"to b"), b"to b", "{what}");
+        drop(c);
+        f.wait_stat("cx_active", OUT4, |v| v == 0);
+        assert_eq!(f.stat("cx_total", OUT4), 1, "{what}");
+        assert!(no_cluster(&f, "b"), "{what}: b has a cluster");
+        drop(f);
+
+        // Passthrough off: a still flows, b is blocked like any non-mesh destination.
+        let f = Forwarder::start(
+            &p.a,
+            &[
+                "--dataplane",
+                path(&mesh),
+                "--local-dataplane",
+                path(&me),
+                "--policy",
+                path(&off),
+            ],
+        );
+        assert!(refused(connect(&p.a, b)), "{what}: b was relayed");
+        f.wait_stat("blocked_total", OUT4, |v| v == 1);
+        for dst in [sock(B4, 7000), sock(B6, 7000)] {
+            let mut c = connect(&p.a, dst).unwrap();
+            assert_eq!(echo_roundtrip(&mut c, b"to a"), b"to a", "{what}: {dst}");
+        }
+        f.wait_stat("cx_total", "a", |v| v == 2);
+        assert_eq!(f.stat("blocked_total", "a"), 0, "{what}");
+        drop(f);
+    }
+}
+
+#[test]
+fn mesh_passthrough_none_blocks_non_mesh_but_not_mesh_traffic() {
+    require_kernel!();
+    let (p, _installed) = setup("mpn");
+    echo_server(&p.b, any(7000));
+    echo_server(&p.b, any(7500));
+    let dir = tempfile::tempdir().unwrap();
+    let mesh = mesh_file(dir.path());
+    let none = write_file(
+        dir.path(),
+        "mp.yaml",
+        "type: MeshPassthrough\nname: none\nmesh: default\nspec:\n  targetRef:\n    kind: Mesh\n  default:\n    passthroughMode: None\n",
+    );
+    // No local Dataplane (none has an address here): every service is reachable.
+    let f = Forwarder::start(&p.a, &["--dataplane", path(&mesh), "--policy", path(&none)]);
+    for (ip, cluster) in [(IpAddr::V4(B4), OUT4), (IpAddr::V6(B6), OUT6)] {
+        let mut c = connect(&p.a, sock(ip, 7000)).unwrap();
+        assert_eq!(echo_roundtrip(&mut c, b"mesh"), b"mesh", "{ip}");
+        assert!(
+            refused(connect(&p.a, sock(ip, 7500))),
+            "{ip}:7500 was relayed"
+        );
+        f.wait_stat("blocked_total", cluster, |v| v == 1);
+    }
+    assert_eq!(f.stat("cx_total", "a"), 2);
+    assert_eq!(f.stat("blocked_total", "a"), 0);
+}
+
+#[test]
+fn an_inbound_of_this_proxy_is_delivered_to_its_service_address_and_port() {
+    require_kernel!();
+    let (p, _installed) = setup("svcp");
+    // The workload listens on 127.0.0.1:5000; the mesh reaches it at 10.77.0.1:15000.
+    let peers = peer_recorder(&p.a, sock(std::net::Ipv4Addr::LOCALHOST, 5000));
+    let dir = tempfile::tempdir().unwrap();
+    let me = write_file(
+        dir.path(),
+        "me.yaml",
+        "type: Dataplane\nmesh: default\nname: me\nnetworking:\n  address: 10.77.0.1\n  inbound:\n  - port: 15000\n    servicePort: 5000\n    serviceAddress: 127.0.0.1\n    tags:\n      kuma.io/service: app\n",
+    );
+    let f = Forwarder::start(&p.a, &["--local-dataplane", path(&me)]);
+    let mut c = connect(&p.b, sock(A4, 15000)).unwrap();
+    let mut line = String::new();
+    c.read_to_string(&mut line).unwrap();
+    drop(c);
+    assert_eq!(line, "hello from the application\n");
+    let peer = peers.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(peer.ip().to_string(), "127.0.0.6");
+    f.wait_stat("cx_active", "localhost:5000", |v| v == 0);
+    assert_eq!(f.stat("cx_total", "localhost:5000"), 1);
+    assert_eq!(f.stat("bytes_received_total", "localhost:5000"), 27);
+    assert_eq!(f.stat("cx_total", IN4), 0);
+}
+
+#[test]
+fn dns_answers_mesh_names_from_dataplanes_and_forwards_the_rest() {
+    require_kernel!();
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::RecordType;
+    let p = Topology::new("mdns");
+    fake_upstream(&p.b, std::net::Ipv4Addr::new(192, 0, 2, 7));
+    let dir = tempfile::tempdir().unwrap();
+    let resolv = write_file(dir.path(), "resolv.conf", &format!("nameserver {B4}\n"));
+    let cfg = write_file(
+        dir.path(),
+        "tp.yaml",
+        &format!(
+            "redirect:\n  dns:\n    enabled: true\n    resolvConfigPath: {}\n",
+            resolv.display()
+        ),
+    );
+    let installed = tempfile::tempdir().unwrap();
+    install_rules(
+        &p.a,
+        &receipt(&installed),
+        &["--kuma-dp-user", EXEMPT_USER, "--config", path(&cfg)],
+    );
+    let mesh = write_file(
+        dir.path(),
+        "mesh.yaml",
+        &documents(&[
+            dataplane("a-1", "10.77.0.2", &[(7000, "a")], ""),
+            dataplane("a-2", "10.77.0.3", &[(7000, "a")], ""),
+            dataplane("a-3", "fd00:77::2", &[(7000, "a")], ""),
+            dataplane("v6-1", "fd00:77::5", &[(7000, "only-v6")], ""),
+        ]),
+    );
+    let f = Forwarder::start(&p.a, &["--config", path(&cfg), "--dataplane", path(&mesh)]);
+    // UDP to the resolv.conf server: redirected to the DNS proxy by the rules.
+    let server = sock(B4, 53);
+    let a = dns_query(&p.a, server, "a.mesh", RecordType::A, false);
+    assert_eq!(a.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(answer_addrs(&a), ["10.77.0.2", "10.77.0.3"]);
+    let a = dns_query(&p.a, server, "A.Mesh.", RecordType::AAAA, false);
+    assert_eq!(answer_addrs(&a), ["fd00:77::2"]);
+    let a = dns_query(&p.a, server, "only-v6.mesh", RecordType::AAAA, false);
+    assert_eq!(answer_addrs(&a), ["fd00:77::5"]);
+    let a = dns_query(&p.a, server, "unknown.mesh", RecordType::A, false);
+    assert_eq!(a.metadata.response_code, ResponseCode::NXDomain);
+    // Not a mesh name: forwarded to the upstream.
+    let a = dns_query(&p.a, server, "svc.example.", RecordType::A, false);
+    assert_eq!(answer_addrs(&a), ["192.0.2.7"]);
+    // TCP DNS from applications bypasses the rules (reference §2.4); the
+    // proxy answers it on its port, IPv4 and IPv6.
+    for tcp_server in [
+        sock(std::net::Ipv4Addr::LOCALHOST, 15053),
+        sock(std::net::Ipv6Addr::LOCALHOST, 15053),
+    ] {
+        let a = dns_query(&p.a, tcp_server, "a.MESH", RecordType::A, true);
+        assert_eq!(answer_addrs(&a), ["10.77.0.2", "10.77.0.3"], "{tcp_server}");
+        let a = dns_query(&p.a, tcp_server, "unknown.mesh.", RecordType::AAAA, true);
+        assert_eq!(
+            a.metadata.response_code,
+            ResponseCode::NXDomain,
+            "{tcp_server}"
+        );
+    }
+    let st = f.stats();
+    assert_eq!(st["tproxyctl_dns_mesh_answers_total"], 5);
+    assert_eq!(st["tproxyctl_dns_mesh_nxdomain_total"], 3);
+    assert_eq!(st["tproxyctl_dns_queries_udp_total"], 5);
+    assert_eq!(st["tproxyctl_dns_queries_tcp_total"], 4);
+}
+
+#[test]
+fn invalid_dataplane_files_exit_2_naming_file_field_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_file(
+        dir.path(),
+        "bad.yaml",
+        &dataplane("a-1", "10.77.0.2", &[(7000, "a")], "").replace("7000", "70000"),
+    );
+    forwarder()
+        .args(["--dataplane", path(&bad)])
+        .assert()
+        .code(2)
+        .stderr(
+            contains(path(&bad))
+                .and(contains("Dataplane a-1"))
+                .and(contains("networking.inbound[0].port"))
+                .and(contains("'70000'")),
+        );
+    let host = write_file(
+        dir.path(),
+        "host.yaml",
+        &dataplane("a-1", "backend.example.com", &[(80, "a")], ""),
+    );
+    forwarder()
+        .args(["--dataplane", path(&host)])
+        .assert()
+        .code(2)
+        .stderr(contains("networking.address").and(contains("'backend.example.com'")));
+    let me = write_file(
+        dir.path(),
+        "me.yaml",
+        &dataplane(
+            "me",
+            "10.77.0.1",
+            &[(8080, "me")],
+            "reachableBackends:\n  refs:\n  - kind: MeshService\n    name: a\n  - kind: MeshExternalService\n    name: mes-http",
+        ),
+    );
+    forwarder()
+        .args(["--local-dataplane", path(&me)])
+        .assert()
+        .code(2)
+        .stderr(
+            contains(path(&me))
+                .and(contains("reachableBackends.refs[1].kind"))
+                .and(contains("'MeshExternalService'"))
+                .and(contains("cannot be honoured")),
+        );
+    let ns = me.with_file_name("ns.yaml");
+    std::fs::write(
+        &ns,
+        dataplane(
+            "me",
+            "10.77.0.1",
+            &[(8080, "me")],
+            "reachableBackends:\n  refs:\n  - kind: MeshService\n    name: a\n    namespace: kuma-demo",
+        ),
+    )
+    .unwrap();
+    forwarder()
+        .args(["--local-dataplane", path(&ns)])
+        .assert()
+        .code(2)
+        .stderr(contains("refs[0].namespace").and(contains("'kuma-demo'")));
+    forwarder()
+        .args(["--policy", path(&me)])
+        .assert()
+        .code(2)
+        .stderr(contains("--dataplane"));
 }

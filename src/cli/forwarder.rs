@@ -1,6 +1,7 @@
 //! Flags of `tproxyctl forwarder`: the shared transparent-proxy configuration
-//! plus the forwarder's own limits, addresses and logging. Values stay raw
-//! strings; `crate::forwarder::options` checks them and names the flag.
+//! plus the forwarder's own limits, addresses, logging and the Dataplane
+//! files of the mesh. Values stay raw strings and paths;
+//! `crate::forwarder::options` checks them and names the flag.
 
 use std::path::PathBuf;
 
@@ -25,13 +26,19 @@ pub struct ForwarderFlags {
     /// Run as this user (name or UID) after binding the listeners; must be the UID the rules exempt.
     #[arg(long, value_name = "USER|UID")]
     pub user: Option<String>,
-    /// Forwarder settings file (YAML or JSON: maxConnections, maxPendingRequests, maxRequests, maxRetries, connectTimeout, idleTimeout, drainTimeout, adminAddress, accessLog).
+    /// Forwarder settings file (YAML or JSON: maxConnections, maxPendingRequests, maxRequests, maxRetries, connectTimeout, idleTimeout, drainTimeout, adminAddress, accessLog, dns, workers, user, dataplanes, localDataplane).
     #[arg(long, value_name = "FILE")]
     pub forwarder_config: Option<PathBuf>,
     /// Policy file (ProxyTemplate, MeshProxyPatch, Mesh, MeshPassthrough; YAML, several documents allowed). Repeatable.
     #[arg(long, value_name = "FILE", action = ArgAction::Append)]
     pub policy: Vec<PathBuf>,
-    /// Most concurrent connections per passthrough cluster [default: 1024].
+    /// Universal Dataplane file of the mesh (YAML or JSON, several documents or a kumactl list allowed): its inbounds' address:port are mesh destinations and answer <service>.mesh. Repeatable.
+    #[arg(long, value_name = "FILE", action = ArgAction::Append)]
+    pub dataplane: Vec<PathBuf>,
+    /// This proxy's own Dataplane: its mesh, reachableServices / reachableBackends and inbounds apply [default: the --dataplane whose networking.address is an address of this host].
+    #[arg(long, value_name = "FILE")]
+    pub local_dataplane: Option<PathBuf>,
+    /// Most concurrent connections per cluster [default: 1024].
     #[arg(long, value_name = "N")]
     pub max_connections: Option<String>,
     /// Most connections per cluster waiting for their upstream connect [default: 1024].

@@ -10,14 +10,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 
-use super::cluster::ClusterId;
 use super::relay::Moved;
 
 /// One finished connection.
 pub struct Record<'a> {
     pub peer: SocketAddr,
     pub dst: SocketAddr,
-    pub cluster: ClusterId,
+    /// The cluster's name (`outbound:passthrough:ipv4`, a mesh service, …).
+    pub cluster: &'a str,
     pub moved: Moved,
     pub duration: Duration,
     /// closed, reset, idle_timeout, connect_timeout, connect_failed, overflow, loop, blocked
@@ -28,7 +28,7 @@ impl<'a> Record<'a> {
     pub fn refused(
         peer: SocketAddr,
         dst: SocketAddr,
-        cluster: ClusterId,
+        cluster: &'a str,
         started: Instant,
         why: &'a str,
     ) -> Self {
@@ -51,7 +51,7 @@ impl<'a> Record<'a> {
             humantime::format_rfc3339_millis(now),
             self.peer,
             self.dst,
-            self.cluster.name(),
+            self.cluster,
             self.moved.sent,
             self.moved.received,
             self.duration.as_secs_f64() * 1000.0,
@@ -103,7 +103,7 @@ mod tests {
         let r = Record {
             peer: "10.0.0.2:40000".parse().unwrap(),
             dst: "[fd00::9]:443".parse().unwrap(),
-            cluster: ClusterId::OutboundV6,
+            cluster: "outbound:passthrough:ipv6",
             moved: Moved {
                 sent: 12,
                 received: 34,

@@ -32,7 +32,7 @@ pub fn route(method: &str, path: &str, sh: &Shared) -> (&'static str, &'static s
         ("GET", "/stats") | ("GET", "/stats/prometheus") | ("GET", "/metrics") => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
-            sh.stats.prometheus(),
+            sh.stats.prometheus(&sh.clusters),
         ),
         ("GET", "/ready") if sh.draining.load(Relaxed) => {
             ("503 Service Unavailable", TEXT, "DRAINING\n".into())

@@ -1,8 +1,13 @@
-//! The passthrough clusters and their settings: names (legacy and new Envoy
-//! names, reference §6.4), circuit-breaker limits and timeouts, with the
-//! non-mesh defaults of the seeds' "Non-mesh traffic" page. Plain values, no I/O.
+//! The clusters and their settings: the four passthrough clusters (legacy and
+//! new Envoy names, reference §6.4), circuit-breaker limits and timeouts with
+//! the non-mesh defaults of the seeds' "Non-mesh traffic" page, and the
+//! forwarder's cluster table — passthrough clusters first, then one per mesh
+//! service and per local inbound — holding each cluster's name, settings and
+//! counters. Plain values, no I/O.
 
 use std::time::Duration;
+
+use super::stats::ClusterStats;
 
 /// One of the four passthrough clusters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,6 +68,63 @@ impl ClusterId {
         Self::ALL
             .into_iter()
             .find(|c| c.name() == name || c.new_name() == name)
+    }
+}
+
+/// A cluster's place in the [`Clusters`] table: the passthrough clusters are
+/// at [`ClusterId::index`], mesh clusters after them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClusterIdx(pub u32);
+
+impl From<ClusterId> for ClusterIdx {
+    fn from(c: ClusterId) -> Self {
+        ClusterIdx(c as u32)
+    }
+}
+
+/// One cluster of the table.
+#[derive(Debug)]
+pub struct Cluster {
+    /// What stats and the access log call it.
+    pub name: Box<str>,
+    pub settings: ClusterSettings,
+    pub stats: ClusterStats,
+}
+
+/// Every cluster the forwarder relays through, fixed at start-up.
+#[derive(Debug)]
+pub struct Clusters(Box<[Cluster]>);
+
+impl Clusters {
+    /// The passthrough clusters with their settings, then `more` in order.
+    pub fn new(
+        passthrough: &[ClusterSettings; 4],
+        more: impl IntoIterator<Item = (String, ClusterSettings)>,
+    ) -> Self {
+        let first = ClusterId::ALL.map(|c| (c.name().to_string(), passthrough[c.index()]));
+        Clusters(
+            first
+                .into_iter()
+                .chain(more)
+                .map(|(name, settings)| Cluster {
+                    name: name.into_boxed_str(),
+                    settings,
+                    stats: ClusterStats::default(),
+                })
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, idx: ClusterIdx) -> &Cluster {
+        &self.0[idx.0 as usize]
+    }
+
+    pub fn passthrough(&self, id: ClusterId) -> &Cluster {
+        self.get(id.into())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Cluster> {
+        self.0.iter()
     }
 }
 
@@ -152,6 +214,30 @@ mod tests {
             assert_eq!(ClusterId::by_name(c.new_name()), Some(c));
         }
         assert_eq!(ClusterId::by_name("outbound:backend"), None);
+    }
+
+    #[test]
+    fn the_table_starts_with_the_passthrough_clusters() {
+        let mut pass = [ClusterSettings::default(); 4];
+        pass[ClusterId::InboundV6.index()].limits.max_connections = 7;
+        let mesh = ClusterSettings {
+            connect_timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let t = Clusters::new(&pass, [("backend".to_string(), mesh)]);
+        assert_eq!(t.iter().count(), 5);
+        for c in ClusterId::ALL {
+            assert_eq!(&*t.passthrough(c).name, c.name());
+        }
+        assert_eq!(
+            t.passthrough(ClusterId::InboundV6)
+                .settings
+                .limits
+                .max_connections,
+            7
+        );
+        let b = t.get(ClusterIdx(4));
+        assert_eq!((&*b.name, b.settings), ("backend", mesh));
     }
 
     #[test]

@@ -1,34 +1,125 @@
 //! The DNS proxy on the DNS port (UDP and TCP, IPv4 and IPv6): each query is
-//! checked with hickory-proto, offered to [`MeshNames`] (the seam where
-//! `<service>.mesh` answers from `Dataplane` files will plug in), then sent
-//! unchanged to the name servers of resolv.conf in order; when every upstream
+//! checked with hickory-proto; `<service>.mesh` is answered from the
+//! Dataplane files ([`MeshNames`]: the addresses of the service's instances,
+//! NXDOMAIN for any other `*.mesh` name); everything else is sent unchanged
+//! to the name servers of resolv.conf in order, and when every upstream
 //! fails the client gets a SERVFAIL. Its own upstream queries bypass the
 //! redirect because the forwarder runs as the exempt UID.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, watch};
 
+use super::mesh::Mesh;
 use super::stats::DnsStats;
 
-/// Answers for names the mesh knows; `None` sends the query upstream.
-pub trait MeshNames: Send + Sync {
-    fn answer(&self, query: &Message) -> Option<Message>;
+/// The mesh's DNS zone.
+const MESH_ZONE: &[u8] = b"mesh";
+/// Time to live of mesh answers: kuma-dp's embedded DNS uses 30 s.
+const MESH_TTL: u32 = 30;
+/// The UDP payload size we advertise in EDNS answers (the DNS flag day value).
+const EDNS_PAYLOAD: u16 = 1232;
+
+/// `<service>.mesh` names of the reachable services. Kuma answers with a
+/// virtual IP per service; with no control plane to hand them out, the
+/// answer is the addresses of the service's instances (its Dataplanes'
+/// `networking.address` or inbound `address`), which are also the mesh
+/// destinations the router knows. Without Dataplane files the zone is not
+/// ours: `.mesh` queries go upstream as before.
+#[derive(Debug, Default)]
+pub struct MeshNames {
+    /// Lower-case service name → distinct instance addresses, in file order.
+    names: HashMap<String, Vec<IpAddr>>,
+    /// Dataplane files were given: the `mesh` zone is answered here.
+    authoritative: bool,
 }
 
-/// No mesh names (until `Dataplane` files are read).
-pub struct NoMeshNames;
+impl MeshNames {
+    pub fn new(mesh: &Mesh) -> Self {
+        let mut names: HashMap<String, Vec<IpAddr>> = HashMap::new();
+        for s in &mesh.services {
+            let ips = names.entry(s.name.to_ascii_lowercase()).or_default();
+            for e in &s.endpoints {
+                if !ips.contains(&e.ip()) {
+                    ips.push(e.ip());
+                }
+            }
+        }
+        MeshNames {
+            names,
+            authoritative: mesh.name.is_some(),
+        }
+    }
 
-impl MeshNames for NoMeshNames {
-    fn answer(&self, _query: &Message) -> Option<Message> {
-        None
+    /// The service a name asks for, lower-cased, when the name is in the
+    /// mesh zone (any case, with or without the trailing dot).
+    fn service_of(name: &Name) -> Option<String> {
+        let labels: Vec<&[u8]> = name.iter().collect();
+        let (last, rest) = labels.split_last()?;
+        if rest.is_empty() || !last.eq_ignore_ascii_case(MESH_ZONE) {
+            return None;
+        }
+        let mut s = String::new();
+        for (i, l) in rest.iter().enumerate() {
+            if i > 0 {
+                s.push('.');
+            }
+            s.push_str(&String::from_utf8_lossy(l).to_ascii_lowercase());
+        }
+        Some(s)
+    }
+
+    /// The answer to a query for a `*.mesh` name of class IN; `None` sends
+    /// the query upstream. A known service gets its A or AAAA records (both
+    /// for ANY; none for other types), an unknown one NXDOMAIN.
+    pub fn answer(&self, query: &Message) -> Option<Message> {
+        if !self.authoritative {
+            return None;
+        }
+        let q = query.queries.first()?;
+        if !matches!(q.query_class(), DNSClass::IN | DNSClass::ANY) {
+            return None;
+        }
+        let service = Self::service_of(q.name())?;
+        let mut m = Message::response(query.metadata.id, query.metadata.op_code);
+        m.metadata.authoritative = true;
+        m.metadata.recursion_desired = query.metadata.recursion_desired;
+        m.metadata.recursion_available = true;
+        m.add_query(q.clone());
+        if query.edns.is_some() {
+            let mut e = Edns::new();
+            e.set_max_payload(EDNS_PAYLOAD);
+            m.set_edns(e);
+        }
+        let Some(ips) = self.names.get(&service) else {
+            m.metadata.response_code = ResponseCode::NXDomain;
+            return Some(m);
+        };
+        let (v4, v6) = match q.query_type() {
+            RecordType::A => (true, false),
+            RecordType::AAAA => (false, true),
+            RecordType::ANY => (true, true),
+            _ => (false, false),
+        };
+        for ip in ips {
+            let rdata = match ip {
+                IpAddr::V4(a) if v4 => RData::A(A(*a)),
+                IpAddr::V6(a) if v6 => RData::AAAA(AAAA(*a)),
+                _ => continue,
+            };
+            m.add_answer(Record::from_rdata(q.name().clone(), MESH_TTL, rdata));
+        }
+        Some(m)
     }
 }
 
@@ -78,7 +169,7 @@ pub fn bind_addrs(ipv6: bool, all: bool) -> Vec<IpAddr> {
 
 pub struct Dns {
     pub upstreams: Upstreams,
-    pub mesh: Box<dyn MeshNames>,
+    pub mesh: MeshNames,
     pub inflight: Semaphore,
 }
 
@@ -123,7 +214,17 @@ impl Dns {
             return formerr(bytes);
         };
         if let Some(a) = self.mesh.answer(&query) {
-            return a.to_vec().ok();
+            if a.metadata.response_code == ResponseCode::NXDomain {
+                stats.mesh_nxdomain.fetch_add(1, Relaxed);
+            } else {
+                stats.mesh_answers.fetch_add(1, Relaxed);
+            }
+            let bytes = a.to_vec().ok()?;
+            // Too big for the client's UDP buffer: TC set, it asks over TCP.
+            if !tcp && bytes.len() > usize::from(query.max_payload()) {
+                return a.truncate().to_vec().ok();
+            }
+            return Some(bytes);
         }
         for server in &self.upstreams.servers {
             let r = if tcp {
@@ -293,6 +394,140 @@ mod tests {
         );
         assert!(parse_query(b"\x01\x02garbage").is_err());
         assert_eq!(formerr(b"short"), None);
+    }
+
+    fn mesh_names() -> MeshNames {
+        use crate::forwarder::mesh::{Mesh, Service};
+        let svc = |name: &str, eps: &[&str]| Service {
+            name: name.into(),
+            endpoints: eps.iter().map(|e| e.parse().unwrap()).collect(),
+        };
+        MeshNames::new(&Mesh {
+            name: Some("default".into()),
+            services: vec![
+                svc(
+                    "a",
+                    &["10.0.0.1:80", "10.0.0.1:81", "10.0.0.2:80", "[fd00::1]:80"],
+                ),
+                svc("Web_App", &["10.0.0.3:80"]),
+            ],
+            ..Mesh::default()
+        })
+    }
+
+    fn ask(names: &MeshNames, name: &str, ty: RecordType, edns: bool) -> Option<Message> {
+        let mut q = Message::query();
+        q.add_query(Query::query(Name::from_ascii(name).unwrap(), ty));
+        q.metadata.recursion_desired = true;
+        if edns {
+            q.set_edns(Edns::new());
+        }
+        // Through the wire format, as the proxy sees it.
+        let parsed = parse_query(&q.to_vec().unwrap()).unwrap();
+        let a = names.answer(&parsed)?;
+        let a = Message::from_vec(&a.to_vec().unwrap()).unwrap();
+        assert_eq!(a.metadata.id, q.metadata.id);
+        assert_eq!(a.queries, parsed.queries);
+        assert!(a.metadata.authoritative && a.metadata.recursion_desired);
+        assert_eq!(a.edns.is_some(), edns);
+        Some(a)
+    }
+
+    fn addrs(m: &Message) -> Vec<String> {
+        m.answers
+            .iter()
+            .map(|r| {
+                assert_eq!(r.ttl, MESH_TTL);
+                match &r.data {
+                    RData::A(a) => a.0.to_string(),
+                    RData::AAAA(a) => a.0.to_string(),
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mesh_names_answer_a_and_aaaa_with_instance_addresses() {
+        let n = mesh_names();
+        for name in ["a.mesh", "a.mesh.", "A.MESH.", "a.Mesh"] {
+            let a = ask(&n, name, RecordType::A, false).unwrap();
+            assert_eq!(a.metadata.response_code, ResponseCode::NoError);
+            assert_eq!(addrs(&a), ["10.0.0.1", "10.0.0.2"], "{name}");
+        }
+        let a = ask(&n, "a.mesh", RecordType::AAAA, true).unwrap();
+        assert_eq!(addrs(&a), ["fd00::1"]);
+        let a = ask(&n, "a.mesh", RecordType::ANY, false).unwrap();
+        assert_eq!(addrs(&a), ["10.0.0.1", "10.0.0.2", "fd00::1"]);
+        // The name exists, the type has no data.
+        let a = ask(&n, "web_app.mesh", RecordType::AAAA, false).unwrap();
+        assert_eq!(a.metadata.response_code, ResponseCode::NoError);
+        assert!(a.answers.is_empty());
+        let a = ask(&n, "a.mesh", RecordType::MX, false).unwrap();
+        assert_eq!(a.metadata.response_code, ResponseCode::NoError);
+        assert!(a.answers.is_empty());
+        assert_eq!(
+            addrs(&ask(&n, "Web_App.mesh", RecordType::A, false).unwrap()),
+            ["10.0.0.3"]
+        );
+    }
+
+    #[test]
+    fn unknown_mesh_names_are_nxdomain_and_others_go_upstream() {
+        let n = mesh_names();
+        for name in ["unknown.mesh.", "x.a.mesh", "b.MESH"] {
+            let a = ask(&n, name, RecordType::A, false).unwrap();
+            assert_eq!(a.metadata.response_code, ResponseCode::NXDomain, "{name}");
+            assert!(a.answers.is_empty());
+        }
+        for name in ["a.mesh.example.com.", "mesh.", "example.com", "amesh."] {
+            assert!(ask(&n, name, RecordType::A, false).is_none(), "{name}");
+        }
+        // A mesh without reachable services still owns the zone.
+        let none = MeshNames::new(&Mesh {
+            name: Some("default".into()),
+            ..Mesh::default()
+        });
+        let a = ask(&none, "a.mesh.", RecordType::A, false).unwrap();
+        assert_eq!(a.metadata.response_code, ResponseCode::NXDomain);
+        // Without Dataplane files the zone is not ours: upstream, as before.
+        assert!(ask(&MeshNames::default(), "a.mesh.", RecordType::A, false).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_mesh_answer_too_big_for_udp_is_truncated() {
+        use crate::forwarder::mesh::{Mesh, Service};
+        let eps: Vec<SocketAddr> = (1..=60u8)
+            .map(|i| SocketAddr::from(([10, 0, 1, i], 80)))
+            .collect();
+        let dns = Dns {
+            upstreams: Upstreams {
+                servers: Vec::new(),
+                timeout: Duration::from_millis(10),
+            },
+            mesh: MeshNames::new(&Mesh {
+                name: Some("default".into()),
+                services: vec![Service {
+                    name: "big".into(),
+                    endpoints: eps,
+                }],
+                ..Mesh::default()
+            }),
+            inflight: Semaphore::new(1),
+        };
+        let mut q = Message::query();
+        q.add_query(Query::query(
+            Name::from_ascii("big.mesh.").unwrap(),
+            RecordType::A,
+        ));
+        let bytes = q.to_vec().unwrap();
+        let stats = DnsStats::default();
+        let udp = Message::from_vec(&dns.resolve(&bytes, false, &stats).await.unwrap()).unwrap();
+        assert!(udp.metadata.truncation && udp.answers.is_empty());
+        let tcp = Message::from_vec(&dns.resolve(&bytes, true, &stats).await.unwrap()).unwrap();
+        assert!(!tcp.metadata.truncation);
+        assert_eq!(tcp.answers.len(), 60);
+        assert_eq!(stats.mesh_answers.load(Relaxed), 2);
     }
 
     #[test]

@@ -1,23 +1,26 @@
 //! The bundled data plane (SPEC §7): listeners on the redirect ports that
-//! relay each connection to its original destination through the
-//! passthrough clusters, with the seeds' non-mesh limits and timeouts, the
-//! passthrough switch of `Mesh` / `MeshPassthrough`, statistics on an admin
-//! address, an access log, and a DNS proxy. This file owns start-up and
-//! shutdown: resolve, check, bind, drop privileges, run, drain.
-//! It does not read `Dataplane` files (mesh destinations); see
-//! [`proxy::Router`] and [`dns::MeshNames`] for where they plug in.
+//! relay each connection to its original destination — through its mesh
+//! service's cluster when the destination is an inbound of the mesh's
+//! `Dataplane` files ([`mesh`], [`route`]), through the passthrough clusters
+//! otherwise — with the seeds' non-mesh limits and timeouts, the passthrough
+//! switch of `Mesh` / `MeshPassthrough` for non-mesh traffic, statistics on
+//! an admin address, an access log, and a DNS proxy that also answers
+//! `<service>.mesh`. This file owns start-up and shutdown: resolve, check,
+//! bind, drop privileges, run, drain.
 
 pub mod accesslog;
 pub mod admin;
 pub mod cluster;
 pub mod dns;
 pub mod guard;
+pub mod mesh;
 pub mod net;
 pub mod options;
 pub mod policy;
 pub mod privs;
 pub mod proxy;
 pub mod relay;
+pub mod route;
 pub mod stats;
 
 use std::net::SocketAddr;
@@ -46,6 +49,9 @@ pub fn run(args: &ForwarderArgs) -> anyhow::Result<Exit> {
     let opts = options::resolve(args, resolved.config, resolved.warnings)?;
     for w in &opts.warnings {
         ui::warn(w);
+    }
+    if let Some(s) = opts.mesh.summary() {
+        ui::info(s);
     }
     let run_uid = opts
         .user
@@ -190,8 +196,8 @@ async fn serve(
         );
     }
     let drain_timeout = opts.drain_timeout;
-    let router = Box::new(proxy::PassthroughRouter(opts.passthrough.clone()));
-    let sh = Arc::new(proxy::Shared::new(opts, router, access_log));
+    let mesh_names = dns::MeshNames::new(&opts.mesh);
+    let sh = Arc::new(proxy::Shared::new(opts, access_log));
     // A short periodic timer keeps the timer driver's next wake-up near, so
     // registering a connection's connect or idle timer (always later) never
     // has to interrupt the driver (one eventfd write per connection otherwise).
@@ -220,7 +226,7 @@ async fn serve(
     if let Some(up) = upstreams {
         let d = Arc::new(dns::Dns {
             upstreams: up,
-            mesh: Box::new(dns::NoMeshNames),
+            mesh: mesh_names,
             inflight: tokio::sync::Semaphore::new(1024),
         });
         for s in bound.dns_udp {

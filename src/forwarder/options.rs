@@ -1,8 +1,9 @@
 //! The forwarder's resolved options: the shared transparent-proxy
 //! configuration (ports, DNS, IP family, kuma-dp user) plus its own settings,
-//! layered defaults < `--forwarder-config` < `--policy` files < flags. Every
-//! bad value is a [`UsageError`] naming the flag or key, the value and what
-//! is allowed, raised before anything is bound.
+//! layered defaults < `--forwarder-config` < `--policy` files < flags, and the
+//! mesh read from the Dataplane files. Every bad value is a [`UsageError`]
+//! naming the flag or key (or file and field), the value and what is allowed,
+//! raised before anything is bound.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use serde_yaml::Value;
 
 use super::cluster::{ClusterId, ClusterPatch, ClusterSettings};
+use super::mesh::{self, Mesh};
 use super::policy::{self, Passthrough, envoy_duration};
 use crate::cli::forwarder::{ForwarderArgs, ForwarderFlags};
 use crate::config::{Config, IpFamilyMode};
@@ -28,9 +30,14 @@ pub struct Options {
     /// DNS proxy port and the resolv.conf its upstreams come from.
     pub dns: Option<(u16, PathBuf)>,
     pub ipv6: bool,
-    /// Per cluster, indexed by [`ClusterId::index`].
+    /// Per passthrough cluster, indexed by [`ClusterId::index`].
     pub clusters: [ClusterSettings; 4],
+    /// Every mesh service cluster and local inbound cluster.
+    pub mesh_settings: ClusterSettings,
+    /// Non-mesh outbound traffic that may pass.
     pub passthrough: Passthrough,
+    /// Services, their instances and this proxy's inbounds.
+    pub mesh: Mesh,
     pub drain_timeout: Duration,
     pub admin: Option<SocketAddr>,
     pub access_log: Option<String>,
@@ -57,6 +64,9 @@ struct Own {
     dns: Option<bool>,
     workers: Option<usize>,
     user: Option<String>,
+    /// A list from a later layer replaces an earlier one.
+    dataplanes: Option<Vec<PathBuf>>,
+    local_dataplane: Option<PathBuf>,
 }
 
 impl Own {
@@ -65,7 +75,16 @@ impl Own {
         macro_rules! take {
             ($($f:ident),*) => { $( if later.$f.is_some() { self.$f = later.$f; } )* };
         }
-        take!(drain_timeout, admin, access_log, dns, workers, user);
+        take!(
+            drain_timeout,
+            admin,
+            access_log,
+            dns,
+            workers,
+            user,
+            dataplanes,
+            local_dataplane
+        );
     }
 }
 
@@ -96,7 +115,16 @@ pub fn resolve(
         effect.clusters[c.index()].apply(s);
         flags.patch.apply(s);
     }
+    let mut mesh_settings = ClusterSettings::default();
+    own.patch.apply(&mut mesh_settings);
+    effect.all.apply(&mut mesh_settings);
+    flags.patch.apply(&mut mesh_settings);
     own.merge(flags);
+    let mesh = mesh::load(
+        own.dataplanes.as_deref().unwrap_or_default(),
+        own.local_dataplane.as_deref(),
+        &mut warnings,
+    )?;
 
     let r = &config.redirect;
     let dns_on = own.dns.unwrap_or(r.dns.enabled);
@@ -107,7 +135,9 @@ pub fn resolve(
         dns: dns_on.then(|| (r.dns.port, r.dns.resolv_config_path.clone())),
         ipv6: config.ip_family_mode == IpFamilyMode::DualStack,
         clusters,
+        mesh_settings,
         passthrough: effect.passthrough.unwrap_or_default(),
+        mesh,
         drain_timeout: own.drain_timeout.unwrap_or(Duration::from_secs(5)),
         admin: own
             .admin
@@ -191,6 +221,8 @@ fn flag_layer(f: &ForwarderFlags) -> Result<Own, UsageError> {
             .map(|v| workers("--workers", v))
             .transpose()?,
         user: f.user.clone().filter(|s| !s.trim().is_empty()),
+        dataplanes: (!f.dataplane.is_empty()).then(|| f.dataplane.clone()),
+        local_dataplane: f.local_dataplane.clone(),
     })
 }
 
@@ -201,6 +233,25 @@ fn scalar(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+/// `dataplanes:` — one path or a list of paths.
+fn path_list(what: &str, v: &Value) -> Result<Vec<PathBuf>, UsageError> {
+    let items: Vec<&Value> = match v {
+        Value::Sequence(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    items
+        .into_iter()
+        .map(|i| match i {
+            Value::String(s) if !s.is_empty() => Ok(PathBuf::from(s)),
+            other => Err(bad(
+                what,
+                &scalar(other).unwrap_or_else(|| format!("{other:?}")),
+                "expected a file path or a list of file paths",
+            )),
+        })
+        .collect()
 }
 
 /// The `--forwarder-config` file: the seeds' default blocks
@@ -236,6 +287,10 @@ fn file_layer(file: &str, text: &str, warnings: &mut Vec<String>) -> Result<Own,
     }
     for (key, v) in entries {
         let what = format!("key {key} in {file}");
+        if key == "dataplanes" {
+            own.dataplanes = Some(path_list(&what, v)?);
+            continue;
+        }
         let Some(t) = scalar(v) else {
             return Err(UsageError::new(format!(
                 "invalid value for {what}: expected a single value"
@@ -261,6 +316,9 @@ fn file_layer(file: &str, text: &str, warnings: &mut Vec<String>) -> Result<Own,
             }
             "workers" => own.workers = Some(workers(&what, &t)?),
             "user" => own.user = Some(t).filter(|s| !s.trim().is_empty()),
+            "localDataplane" => {
+                own.local_dataplane = Some(t).filter(|s| !s.is_empty()).map(PathBuf::from)
+            }
             _ => warnings.push(format!(
                 "unknown key {key} in --forwarder-config {file} is ignored"
             )),
@@ -270,8 +328,18 @@ fn file_layer(file: &str, text: &str, warnings: &mut Vec<String>) -> Result<Own,
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Options as the defaults resolve them, for tests of other modules.
+    pub(crate) fn defaults() -> Options {
+        let args = ForwarderArgs {
+            tp: Default::default(),
+            receipt: Default::default(),
+            fwd: Box::default(),
+        };
+        resolve(&args, Config::default(), Vec::new()).unwrap()
+    }
 
     #[test]
     fn seed_default_blocks_are_valid_settings_files() {
@@ -335,5 +403,67 @@ mod tests {
         let own = flag_layer(&flags).unwrap();
         assert_eq!(own.admin, Some(None));
         assert_eq!(own.patch.connect_timeout, Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn dataplane_files_from_the_settings_file_and_flags() {
+        let mut w = Vec::new();
+        let own = file_layer(
+            "f.yaml",
+            "dataplanes: [mesh.yaml, more.json]\nlocalDataplane: me.yaml\n",
+            &mut w,
+        )
+        .unwrap();
+        assert_eq!(
+            own.dataplanes,
+            Some(vec![PathBuf::from("mesh.yaml"), PathBuf::from("more.json")])
+        );
+        assert_eq!(own.local_dataplane, Some(PathBuf::from("me.yaml")));
+        let one = file_layer("f.yaml", "dataplanes: mesh.yaml\n", &mut w).unwrap();
+        assert_eq!(one.dataplanes, Some(vec![PathBuf::from("mesh.yaml")]));
+        let e = file_layer("f.yaml", "dataplanes: [{a: b}]\n", &mut w).unwrap_err();
+        assert!(e.0.contains("key dataplanes in f.yaml"), "{e}");
+        assert!(w.is_empty(), "{w:?}");
+        // A list from the flags replaces the file's.
+        let mut own = own;
+        own.merge(
+            flag_layer(&ForwarderFlags {
+                dataplane: vec![PathBuf::from("flag.yaml")],
+                ..Default::default()
+            })
+            .unwrap(),
+        );
+        assert_eq!(own.dataplanes, Some(vec![PathBuf::from("flag.yaml")]));
+        assert_eq!(own.local_dataplane, Some(PathBuf::from("me.yaml")));
+    }
+
+    #[test]
+    fn unnamed_policy_patches_reach_the_mesh_clusters() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.yaml");
+        std::fs::write(
+            &p,
+            "type: MeshProxyPatch\nname: all\nspec:\n  targetRef:\n    kind: Mesh\n  default:\n    appendModifications:\n      - cluster:\n          operation: Patch\n          value: |\n            connect_timeout: 2s\n      - cluster:\n          operation: Patch\n          match:\n            name: outbound:passthrough:ipv4\n          value: |\n            connect_timeout: 3s\n",
+        )
+        .unwrap();
+        let args = ForwarderArgs {
+            tp: Default::default(),
+            receipt: Default::default(),
+            fwd: Box::new(ForwarderFlags {
+                policy: vec![p],
+                max_connections: Some("5".into()),
+                ..Default::default()
+            }),
+        };
+        let o = resolve(&args, Config::default(), Vec::new()).unwrap();
+        assert_eq!(o.mesh_settings.connect_timeout, Duration::from_secs(2));
+        assert_eq!(o.mesh_settings.limits.max_connections, 5);
+        let v4 = o.cluster(ClusterId::OutboundV4);
+        assert_eq!(v4.connect_timeout, Duration::from_secs(3));
+        assert_eq!(
+            o.cluster(ClusterId::InboundV6).connect_timeout,
+            Duration::from_secs(2)
+        );
+        assert_eq!(o.mesh, Mesh::default());
     }
 }

@@ -5,7 +5,9 @@
 //! Matched with IP, CIDR and port matches). Parsing only: the result is a
 //! [`PolicyEffect`] of plain values. Any modification this forwarder cannot
 //! honour is a [`UsageError`] naming the file, the resource and the
-//! modification. `Dataplane` resources (mesh destinations) are not read here.
+//! modification. `Dataplane` resources (mesh destinations) are not read here
+//! but by `mesh.rs`; a `Mesh` / `MeshPassthrough` switch applies to non-mesh
+//! traffic only (see `route.rs`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -19,7 +21,7 @@ use super::cluster::{ClusterId, ClusterPatch};
 use crate::config::types::parse_duration;
 use crate::error::UsageError;
 
-/// Which non-mesh outbound destinations may pass.
+/// Which non-mesh outbound destinations may pass (mesh destinations always do).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Passthrough {
     /// Everything (the default).
@@ -58,8 +60,11 @@ impl PassMatch {
 /// What all policy files together change.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PolicyEffect {
-    /// Per cluster, indexed by [`ClusterId::index`].
+    /// Per passthrough cluster, indexed by [`ClusterId::index`].
     pub clusters: [ClusterPatch; 4],
+    /// The modifications that name no cluster or listener: Envoy applies
+    /// them to every cluster, so they also reach the mesh service clusters.
+    pub all: ClusterPatch,
     /// `None` when no file says anything about passthrough.
     pub passthrough: Option<Passthrough>,
     pub warnings: Vec<String>,
@@ -207,7 +212,7 @@ impl<'a> Resource<'a> {
                 Ok(())
             }
             "Dataplane" => Err(self.err(
-                "Dataplane resources are not read by --policy (mesh destinations are not supported by this forwarder yet)",
+                "Dataplane resources are not read by --policy; give them with --dataplane (the mesh's data planes) or --local-dataplane (this proxy's own)",
             )),
             other => Err(self.err(format!(
                 "resource type '{other}' is not supported (supported: ProxyTemplate, MeshProxyPatch, Mesh, MeshPassthrough)"
@@ -306,13 +311,14 @@ impl<'a> Resource<'a> {
         Ok(())
     }
 
-    /// The clusters a modification's match selects: its name, or all four.
+    /// The passthrough clusters a modification's match selects: its name, or
+    /// all four; true when it names none (every cluster, mesh ones too).
     fn matched_clusters(
         &self,
         label: &str,
         match_: Option<&Mapping>,
         name_key: &str,
-    ) -> Result<Vec<ClusterId>, UsageError> {
+    ) -> Result<(Vec<ClusterId>, bool), UsageError> {
         if let Some(m) = match_ {
             for k in m.keys() {
                 let k = text(k);
@@ -330,10 +336,10 @@ impl<'a> Resource<'a> {
         }
         let name = match_.and_then(|m| m.get(name_key)).map(text);
         match name {
-            None => Ok(ClusterId::ALL.to_vec()),
-            Some(n) => ClusterId::by_name(&n).map(|c| vec![c]).ok_or_else(|| {
+            None => Ok((ClusterId::ALL.to_vec(), true)),
+            Some(n) => ClusterId::by_name(&n).map(|c| (vec![c], false)).ok_or_else(|| {
                 self.err(format!(
-                    "{label} cannot be honoured: '{n}' is not a passthrough cluster or listener (the forwarder has {})",
+                    "{label} cannot be honoured: '{n}' is not a passthrough cluster or listener (the forwarder has {}; patches of mesh service clusters by name are not supported)",
                     ClusterId::ALL.map(|c| c.name()).join(", ")
                 ))
             }),
@@ -347,7 +353,7 @@ impl<'a> Resource<'a> {
         match_: Option<&Mapping>,
         effect: &mut PolicyEffect,
     ) -> Result<(), UsageError> {
-        let clusters = self.matched_clusters(label, match_, "name")?;
+        let (clusters, all) = self.matched_clusters(label, match_, "name")?;
         let mut patch = ClusterPatch::default();
         if let Some(v) = body.get("value") {
             let value = parse_value(v).map_err(|e| self.err(format!("{label}: value: {e}")))?;
@@ -366,6 +372,9 @@ impl<'a> Resource<'a> {
         })?;
         for c in clusters {
             effect.clusters[c.index()].merge(&patch);
+        }
+        if all {
+            effect.all.merge(&patch);
         }
         Ok(())
     }
@@ -499,7 +508,7 @@ impl<'a> Resource<'a> {
                 "{label} cannot be honoured: only the {TCP_PROXY} filter of a passthrough listener can be patched"
             )));
         }
-        let clusters = self.matched_clusters(label, match_, "listenerName")?;
+        let (clusters, all) = self.matched_clusters(label, match_, "listenerName")?;
         let mut patch = ClusterPatch::default();
         if let Some(v) = body.get("value") {
             let value = parse_value(v).map_err(|e| self.err(format!("{label}: value: {e}")))?;
@@ -552,6 +561,9 @@ impl<'a> Resource<'a> {
         })?;
         for c in clusters {
             effect.clusters[c.index()].merge(&patch);
+        }
+        if all {
+            effect.all.merge(&patch);
         }
         Ok(())
     }

@@ -1,9 +1,9 @@
 //! The TCP side of the forwarder: accept on a redirect port, read the
-//! original destination, refuse loops, blocked destinations and connections
-//! over a circuit-breaker limit at once (a reset, counted), connect upstream
-//! with the cluster's timeout and retries, relay, count and log. The choice
-//! of destination goes through [`Router`], the seam where mesh services from
-//! `Dataplane` files will plug in.
+//! original destination, route it (`route.rs`: a mesh service's cluster, a
+//! local inbound's workload, or passthrough), refuse loops, blocked
+//! destinations and connections over a circuit-breaker limit at once (a
+//! reset, counted), connect upstream with the cluster's timeout and retries,
+//! relay, count and log.
 
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -17,49 +17,21 @@ use tokio::io::Interest;
 use tokio::sync::{Notify, watch};
 
 use super::accesslog::{AccessLog, Record};
-use super::cluster::{ClusterId, ClusterSettings};
+use super::cluster::{Cluster, ClusterIdx, ClusterSettings, Clusters};
 use super::guard::{LoopGuard, Side, Verdict};
 use super::net::{self, canonical, set_reset_on_close};
 use super::options::Options;
-use super::policy::Passthrough;
 use super::relay::{Conn, End, Moved, relay};
+use super::route::{Route, Router};
 use super::stats::{ClusterStats, Stats};
-
-/// Where a connection goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// Straight to its original destination through a passthrough cluster.
-    Passthrough,
-    /// Not allowed to leave (passthrough off for it).
-    Blocked,
-}
-
-/// Decides the route of a connection. Passthrough only for now; a router that
-/// knows mesh destinations (from `Dataplane` files) will wrap this one.
-pub trait Router: Send + Sync {
-    fn route(&self, dst: SocketAddr, inbound: bool) -> Route;
-}
-
-/// The passthrough switch of `Mesh` / `MeshPassthrough` for outbound traffic;
-/// inbound traffic always passes.
-pub struct PassthroughRouter(pub Passthrough);
-
-impl Router for PassthroughRouter {
-    fn route(&self, dst: SocketAddr, inbound: bool) -> Route {
-        if inbound || self.0.allows(dst) {
-            Route::Passthrough
-        } else {
-            Route::Blocked
-        }
-    }
-}
 
 /// State every connection shares.
 pub struct Shared {
     pub opts: Options,
     pub stats: Stats,
+    pub clusters: Clusters,
     pub guard: LoopGuard,
-    pub router: Box<dyn Router>,
+    pub router: Router,
     pub access_log: Option<AccessLog>,
     /// Ports of our own TCP listeners (a destination on one of them is a loop).
     pub own_ports: Vec<u16>,
@@ -72,7 +44,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(opts: Options, router: Box<dyn Router>, access_log: Option<AccessLog>) -> Self {
+    /// The routing table and the clusters come from `opts` (see `route.rs`).
+    pub fn new(opts: Options, access_log: Option<AccessLog>) -> Self {
+        let (router, clusters) = super::route::build(&opts);
         let own_ports = [opts.outbound_port, opts.inbound_port]
             .into_iter()
             .flatten()
@@ -80,6 +54,7 @@ impl Shared {
         Shared {
             opts,
             stats: Stats::default(),
+            clusters,
             guard: LoopGuard::default(),
             router,
             access_log,
@@ -195,23 +170,26 @@ fn on_accept(sh: &Arc<Shared>, s: Socket, peer: SockAddr, side: Side) {
             return;
         }
     };
-    let cluster = ClusterId::new(inbound, dst.is_ipv6());
-    let st = sh.stats.cluster(cluster);
+    let (cluster, to) = match sh.router.route(dst, inbound) {
+        Route::Relay { cluster, to } => (cluster, Some(to)),
+        Route::Blocked(cluster) => (cluster, None),
+    };
+    let c = sh.clusters.get(cluster);
+    let st = &c.stats;
     st.cx_total.fetch_add(1, Relaxed);
     let refused = |why: &'static str, counter: &AtomicU64, s: Socket| {
         counter.fetch_add(1, Relaxed);
         refuse(s);
-        sh.log(Record::refused(peer, dst, cluster, started, why));
+        sh.log(Record::refused(peer, dst, &c.name, started, why));
     };
     let verdict = sh.loop_verdict(side, peer, dst);
     if verdict == Verdict::Loop {
         return refused("loop", &st.loop_refused, s);
     }
-    if sh.router.route(dst, inbound) == Route::Blocked {
+    let Some(to) = to else {
         return refused("blocked", &st.blocked, s);
-    }
-    let settings = *sh.opts.cluster(cluster);
-    let l = settings.limits;
+    };
+    let l = c.settings.limits;
     if u64::from(l.max_requests) <= st.rq_active.load(Relaxed) {
         return refused("overflow", &st.overflow, s);
     }
@@ -229,9 +207,9 @@ fn on_accept(sh: &Arc<Shared>, s: Socket, peer: SockAddr, side: Side) {
         Accepted {
             peer,
             dst,
+            to,
             side,
             cluster,
-            settings,
             started,
             suspect: verdict == Verdict::Suspect,
         },
@@ -246,10 +224,13 @@ enum ConnectError {
 /// What was learnt about a connection when it was accepted.
 struct Accepted {
     peer: SocketAddr,
+    /// The original destination.
     dst: SocketAddr,
+    /// Where to connect: `dst`, or a local inbound's workload address.
+    to: SocketAddr,
     side: Side,
-    cluster: ClusterId,
-    settings: ClusterSettings,
+    /// Its settings are read from the table, not copied into every task.
+    cluster: ClusterIdx,
     started: Instant,
     /// Looked like one of our own connects come back (see guard.rs).
     suspect: bool,
@@ -259,13 +240,14 @@ async fn handle(sh: Arc<Shared>, client: Socket, a: Accepted) {
     let Accepted {
         peer,
         dst,
+        to,
         side,
         cluster,
-        settings,
         started,
         suspect,
     } = a;
-    let st = sh.stats.cluster(cluster);
+    let c: &Cluster = sh.clusters.get(cluster);
+    let (st, settings) = (&c.stats, &c.settings);
     let client = match net::register(client, Interest::READABLE | Interest::WRITABLE) {
         Ok(c) => c,
         Err(e) => {
@@ -276,12 +258,12 @@ async fn handle(sh: Arc<Shared>, client: Socket, a: Accepted) {
             return;
         }
     };
-    let source = cluster.is_inbound().then_some(if dst.is_ipv6() {
+    let source = (side == Side::Inbound).then_some(if to.is_ipv6() {
         IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 6))
     } else {
         IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6))
     });
-    let connected = connect_upstream(&sh, st, (side, suspect), dst, source, &settings).await;
+    let connected = connect_upstream(&sh, st, (side, suspect), to, source, settings).await;
     st.cx_pending.fetch_sub(1, Relaxed);
     let (moved, end) = match connected {
         Ok(upstream) => {
@@ -316,7 +298,7 @@ async fn handle(sh: Arc<Shared>, client: Socket, a: Accepted) {
                         && !sh.source_warned.swap(true, Relaxed)
                     {
                         crate::ui::warn(format!(
-                            "inbound connection to {dst} failed: {e}; install adds ::6/128 to the loopback interface for IPv6 inbound traffic"
+                            "inbound connection to {to} failed: {e}; install adds ::6/128 to the loopback interface for IPv6 inbound traffic"
                         ));
                     }
                     "connect_failed"
@@ -331,7 +313,7 @@ async fn handle(sh: Arc<Shared>, client: Socket, a: Accepted) {
     sh.log(Record {
         peer,
         dst,
-        cluster,
+        cluster: &c.name,
         moved,
         duration: started.elapsed(),
         end,

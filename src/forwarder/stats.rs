@@ -1,11 +1,12 @@
-//! Counters per passthrough cluster (and for the DNS proxy), updated with
-//! relaxed atomics on the data path and rendered as Prometheus text for the
-//! admin endpoint. Owns the metric names; nothing else.
+//! Counters per cluster (passthrough, mesh service, local inbound) and for
+//! the DNS proxy, updated with relaxed atomics on the data path and rendered
+//! as Prometheus text for the admin endpoint. Owns the metric names; the
+//! clusters themselves live in [`Clusters`].
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::cluster::ClusterId;
+use super::cluster::Clusters;
 
 /// Counters of one cluster.
 #[derive(Debug, Default)]
@@ -40,24 +41,24 @@ pub struct DnsStats {
     pub upstream_fail: AtomicU64,
     pub servfail: AtomicU64,
     pub overflow: AtomicU64,
+    /// Queries answered from the Dataplane files (`<service>.mesh`).
+    pub mesh_answers: AtomicU64,
+    /// `*.mesh` queries for names no reachable service has.
+    pub mesh_nxdomain: AtomicU64,
 }
 
-/// Every counter of the process.
+/// The counters that belong to no cluster (those are in [`Clusters`]).
 #[derive(Debug, Default)]
 pub struct Stats {
-    pub clusters: [ClusterStats; 4],
     pub dns: DnsStats,
     /// Connections accepted but not yet given a cluster (original destination lookup failed).
     pub no_original_dst: AtomicU64,
 }
 
 impl Stats {
-    pub fn cluster(&self, id: ClusterId) -> &ClusterStats {
-        &self.clusters[id.index()]
-    }
-
-    /// Prometheus text exposition format (version 0.0.4).
-    pub fn prometheus(&self) -> String {
+    /// Prometheus text exposition format (version 0.0.4), every cluster of
+    /// `clusters` in table order.
+    pub fn prometheus(&self, clusters: &Clusters) -> String {
         let mut out = String::with_capacity(8192);
         type Get = fn(&ClusterStats) -> &AtomicU64;
         let metrics: [(&str, &str, &str, Get); 15] = [
@@ -155,17 +156,19 @@ impl Stats {
         for (name, kind, help, get) in metrics {
             let _ = writeln!(out, "# HELP tproxyctl_cluster_{name} {help}");
             let _ = writeln!(out, "# TYPE tproxyctl_cluster_{name} {kind}");
-            for id in ClusterId::ALL {
-                let v = get(self.cluster(id)).load(Relaxed);
+            // Cluster names are tag values (letters, digits, `.-_:`): no
+            // escaping needed in a label.
+            for c in clusters.iter() {
+                let v = get(&c.stats).load(Relaxed);
                 let _ = writeln!(
                     out,
                     "tproxyctl_cluster_{name}{{cluster=\"{}\"}} {v}",
-                    id.name()
+                    c.name
                 );
             }
         }
         let d = &self.dns;
-        let dns: [(&str, &str, &AtomicU64); 6] = [
+        let dns: [(&str, &str, &AtomicU64); 8] = [
             (
                 "queries_udp_total",
                 "DNS queries received over UDP.",
@@ -196,6 +199,16 @@ impl Stats {
                 "DNS queries dropped because too many were in flight.",
                 &d.overflow,
             ),
+            (
+                "mesh_answers_total",
+                "DNS queries answered from the Dataplane files (<service>.mesh).",
+                &d.mesh_answers,
+            ),
+            (
+                "mesh_nxdomain_total",
+                "NXDOMAIN answers for .mesh names no reachable service has.",
+                &d.mesh_nxdomain,
+            ),
         ];
         for (name, help, v) in dns {
             let _ = writeln!(out, "# HELP tproxyctl_dns_{name} {help}");
@@ -217,16 +230,30 @@ impl Stats {
 mod tests {
     use super::*;
 
+    use crate::forwarder::cluster::{ClusterId, ClusterIdx, ClusterSettings};
+
     #[test]
     fn prometheus_lists_every_cluster() {
         let s = Stats::default();
-        s.cluster(ClusterId::OutboundV6)
+        let clusters = Clusters::new(
+            &[ClusterSettings::default(); 4],
+            [("backend".to_string(), ClusterSettings::default())],
+        );
+        clusters
+            .passthrough(ClusterId::OutboundV6)
+            .stats
             .overflow
             .fetch_add(2, Relaxed);
-        let t = s.prometheus();
+        clusters
+            .get(ClusterIdx(4))
+            .stats
+            .cx_total
+            .fetch_add(3, Relaxed);
+        let t = s.prometheus(&clusters);
         assert!(t.contains(
             "tproxyctl_cluster_overflow_total{cluster=\"outbound:passthrough:ipv6\"} 2\n"
         ));
+        assert!(t.contains("tproxyctl_cluster_cx_total{cluster=\"backend\"} 3\n"));
         assert!(t.contains("tproxyctl_cluster_cx_total{cluster=\"inbound:passthrough:ipv4\"} 0\n"));
         assert!(t.contains("# TYPE tproxyctl_cluster_cx_active gauge\n"));
         // every sample line is `name{labels} value` or `name value`
