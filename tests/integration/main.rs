@@ -5,6 +5,11 @@
 mod common;
 
 mod cli;
+mod dataplane;
+mod firewalld;
+mod forwarder;
+mod fwd_kernel;
+mod fwd_mesh;
 mod generated;
 mod golden;
 mod kernel;

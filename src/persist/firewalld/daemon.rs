@@ -4,7 +4,7 @@
 //!
 //! Why we never reload (checked against firewalld 1.3.3, `core/fw.py`
 //! `flush()`, and with a real firewalld in a namespace, see
-//! `tests/firewalld.rs`): every start and every reload first runs
+//! `tests/integration/firewalld.rs`): every start and every reload first runs
 //! `-F`, `-X`, `-Z` on every table of the iptables that firewalld uses
 //! (`/usr/sbin/iptables`, whichever backend it points to), with either
 //! `FirewallBackend`, and only then applies `direct.xml`. So a reload would

@@ -331,7 +331,7 @@ pub fn recognised(existing: &str) -> anyhow::Result<Vec<String>> {
 /// (`ipXtables.py` `set_rules`); an argument holding a `"` then breaks the
 /// whole input, and firewalld fails to start and falls back to its stock
 /// configuration — at boot, with the host's own firewall rules gone (shown
-/// in `tests/firewalld.rs`). The planner cannot produce one (interface names
+/// in `tests/integration/firewalld.rs`). The planner cannot produce one (interface names
 /// with quotes are rejected in `config`); this keeps it that way for the file.
 fn check_loadable(entries: &[Entry]) -> anyhow::Result<()> {
     for e in entries {

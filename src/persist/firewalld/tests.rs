@@ -1,6 +1,6 @@
 //! Unit tests of the entry translation, the priority scheme and the
 //! text-preserving merge and removal. Golden files and the real firewalld run
-//! are in `tests/firewalld.rs`.
+//! are in `tests/integration/firewalld.rs`.
 
 use std::os::unix::fs::PermissionsExt;
 

@@ -8,21 +8,15 @@
 //! root and iptables, and fail instead when TPROXYCTL_REQUIRE_KERNEL_TESTS=1.
 //! Nothing asserts on timing or throughput.
 
-#[path = "integration/common.rs"]
-mod common;
-#[path = "common/fwd_kernel.rs"]
-mod fwd_kernel;
-#[path = "common/fwd_mesh.rs"]
-mod fwd_mesh;
-
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 use std::time::Duration;
 
+use crate::common::{A4, A6, B4, B6, EXEMPT_USER, Netns, Topology};
+use crate::fwd_kernel::*;
+use crate::fwd_mesh::*;
+use crate::require_kernel;
 use assert_cmd::Command;
-use common::{A4, A6, B4, B6, EXEMPT_USER, Netns, Topology};
-use fwd_kernel::*;
-use fwd_mesh::*;
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 
@@ -299,7 +293,7 @@ fn passthrough_policies_block_and_select_destinations() {
     let mesh = write_file(
         dir.path(),
         "mesh.yaml",
-        include_str!("../src/forwarder/testdata/mesh-passthrough-off.universal.yaml"),
+        include_str!("../../src/forwarder/testdata/mesh-passthrough-off.universal.yaml"),
     );
     let f = Forwarder::start(&p.a, &["--policy", mesh.to_str().unwrap()]);
     assert!(refused(connect(&p.a, sock(B4, 7000))));
@@ -326,7 +320,7 @@ fn policy_thresholds_apply_to_the_cluster() {
     let _server = hold_server(&p.b, any(7100));
     let dir = tempfile::tempdir().unwrap();
     // The seed's MeshProxyPatch with a lower limit, so the test stays small.
-    let mpp = include_str!("../src/forwarder/testdata/meshproxypatch-thresholds.yaml")
+    let mpp = include_str!("../../src/forwarder/testdata/meshproxypatch-thresholds.yaml")
         .replace("max_connections: 2048", "max_connections: 3");
     let mpp = write_file(dir.path(), "mpp.yaml", &mpp);
     let f = Forwarder::start(&p.a, &["--policy", mpp.to_str().unwrap()]);
@@ -486,7 +480,7 @@ fn a_policy_modification_that_cannot_be_honoured_exits_2_naming_it() {
     let p = write_file(
         dir.path(),
         "p.yaml",
-        &include_str!("../src/forwarder/testdata/meshproxypatch-timeouts.yaml")
+        &include_str!("../../src/forwarder/testdata/meshproxypatch-timeouts.yaml")
             .replace("path: /connectTimeout", "path: /lbPolicy"),
     );
     forwarder()
@@ -648,7 +642,7 @@ fn unreachable_services_are_non_mesh_and_blocked_when_passthrough_is_off() {
     let off = write_file(
         dir.path(),
         "mesh-off.yaml",
-        include_str!("../src/forwarder/testdata/mesh-passthrough-off.universal.yaml"),
+        include_str!("../../src/forwarder/testdata/mesh-passthrough-off.universal.yaml"),
     );
     let b = sock(std::net::Ipv4Addr::new(192, 0, 2, 1), 7001);
     for (what, tp) in [
