@@ -265,7 +265,13 @@ pub fn configured(
                 "invalid value '{value}' for {key} in --iptables-executables: no such file"
             )));
         }
-        let Some((v, mode)) = version_of(&path) else {
+        // The three are usually one multi-call binary: ask it once.
+        let known = paths
+            .iter()
+            .zip(&modes)
+            .find(|(p, _): &(&PathBuf, &(String, Mode))| same_file(p, &path))
+            .map(|(_, (_, m))| (version.clone(), *m));
+        let Some((v, mode)) = known.or_else(|| version_of(&path)) else {
             return Err(UsageError::new(format!(
                 "invalid value '{value}' for {key} in --iptables-executables: '{} --version' does not identify an iptables executable",
                 path.display()
@@ -329,8 +335,13 @@ pub fn probe_modules(exes: &Executables) -> Modules {
 
 /// Reads a backend's rules and modules.
 pub fn probe(exes: Executables) -> anyhow::Result<Probed> {
-    let (_, saved) = exes.save_all()?;
-    let modules = probe_modules(&exes);
+    // Two independent processes: run them side by side.
+    let (saved, modules) = std::thread::scope(|s| {
+        let save = s.spawn(|| exes.save_all());
+        let modules = probe_modules(&exes);
+        (save.join(), modules)
+    });
+    let (_, saved) = saved.map_err(|_| anyhow::anyhow!("the save thread panicked"))??;
     Ok(Probed {
         exes,
         saved,
@@ -355,7 +366,59 @@ pub fn select(
     prefer: Option<Mode>,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Option<Selection>> {
-    let v4 = match configured(Family::Ipv4, executables)? {
+    // Configured IPv6 executables do not depend on the IPv4 choice: look at
+    // them while IPv4 is being chosen.
+    let v6_configured = if want_v6 {
+        configured(Family::Ipv6, executables)?
+    } else {
+        None
+    };
+    let (v4, v6_probed) = std::thread::scope(|s| {
+        let v6 = v6_configured.map(|exes| s.spawn(move || probe(exes)));
+        let v4 = select_v4(executables, prefer, warnings);
+        let v6 = v6.map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a probe thread panicked")))
+        });
+        (v4, v6)
+    });
+    let Some(v4) = v4? else {
+        return Ok(None);
+    };
+    let v6 = match v6_probed {
+        Some(p) => Some(p?),
+        None if !want_v6 => None,
+        None => match find(Family::Ipv6, v4.exes.mode) {
+            Some(exes) => {
+                let p = probe(exes)?;
+                if p.modules.minimal() {
+                    Some(p)
+                } else {
+                    warnings.push(format!(
+                        "[ip6tables] failed to initialize IPv6 executables: {} lacks the 'tcp' or 'owner' match",
+                        p.exes.iptables.display()
+                    ));
+                    None
+                }
+            }
+            None => {
+                warnings.push(format!(
+                    "[ip6tables] failed to initialize IPv6 executables: no ip6tables-{} executables found",
+                    v4.exes.mode
+                ));
+                None
+            }
+        },
+    };
+    Ok(Some(Selection { v4, v6 }))
+}
+
+fn select_v4(
+    executables: &BTreeMap<String, String>,
+    prefer: Option<Mode>,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Option<Probed>> {
+    match configured(Family::Ipv4, executables)? {
         Some(exes) => {
             let p = probe(exes)?;
             if !p.modules.minimal() {
@@ -364,42 +427,10 @@ pub fn select(
                     p.exes.iptables.display()
                 );
             }
-            Some(p)
+            Ok(Some(p))
         }
-        None => auto_select(Family::Ipv4, prefer, warnings)?,
-    };
-    let Some(v4) = v4 else {
-        return Ok(None);
-    };
-    let v6 = if !want_v6 {
-        None
-    } else {
-        match configured(Family::Ipv6, executables)? {
-            Some(exes) => Some(probe(exes)?),
-            None => match find(Family::Ipv6, v4.exes.mode) {
-                Some(exes) => {
-                    let p = probe(exes)?;
-                    if p.modules.minimal() {
-                        Some(p)
-                    } else {
-                        warnings.push(format!(
-                            "[ip6tables] failed to initialize IPv6 executables: {} lacks the 'tcp' or 'owner' match",
-                            p.exes.iptables.display()
-                        ));
-                        None
-                    }
-                }
-                None => {
-                    warnings.push(format!(
-                        "[ip6tables] failed to initialize IPv6 executables: no ip6tables-{} executables found",
-                        v4.exes.mode
-                    ));
-                    None
-                }
-            },
-        }
-    };
-    Ok(Some(Selection { v4, v6 }))
+        None => auto_select(Family::Ipv4, prefer, warnings),
+    }
 }
 
 fn auto_select(
@@ -408,9 +439,25 @@ fn auto_select(
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Option<Probed>> {
     let mut found: Vec<Probed> = Vec::new();
-    for mode in [Mode::Nft, Mode::Legacy] {
-        if let Some(exes) = find(family, mode) {
-            match probe(exes) {
+    // Both backends are looked at side by side.
+    let probed: Vec<(Mode, Option<anyhow::Result<Probed>>)> = std::thread::scope(|s| {
+        let hs: Vec<_> = [Mode::Nft, Mode::Legacy]
+            .map(|mode| (mode, s.spawn(move || find(family, mode).map(probe))))
+            .into_iter()
+            .collect();
+        hs.into_iter()
+            .map(|(mode, h)| {
+                (
+                    mode,
+                    h.join()
+                        .unwrap_or_else(|_| Some(Err(anyhow::anyhow!("a probe thread panicked")))),
+                )
+            })
+            .collect()
+    });
+    for (mode, result) in probed {
+        if let Some(result) = result {
+            match result {
                 Ok(p) if p.modules.minimal() => found.push(p),
                 Ok(p) => warnings.push(format!(
                     "[{}] {} backend skipped: unmet minimal requirements (the 'tcp' and 'owner' matches)",
