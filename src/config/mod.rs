@@ -387,7 +387,8 @@ struct Extract<'a> {
     merged: &'a Merged,
 }
 
-fn shown(v: &Value) -> String {
+/// A YAML value as a person reads it in a message (`null` for null).
+pub fn value_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
@@ -424,7 +425,7 @@ impl Extract<'_> {
                 return Err(invalid(
                     leaf,
                     path,
-                    &shown(other),
+                    &value_text(other),
                     "not a boolean (true or false)",
                 ));
             }
@@ -437,8 +438,8 @@ impl Extract<'_> {
             return Ok(());
         };
         let text = match &leaf.value {
-            Value::Number(_) | Value::String(_) => shown(&leaf.value),
-            other => return Err(invalid(leaf, path, &shown(other), types::PORT_RANGE)),
+            Value::Number(_) | Value::String(_) => value_text(&leaf.value),
+            other => return Err(invalid(leaf, path, &value_text(other), types::PORT_RANGE)),
         };
         *into = types::parse_port(&text).map_err(|why| invalid(leaf, path, &text, &why))?;
         Ok(())
@@ -467,7 +468,7 @@ impl Extract<'_> {
                         Value::Number(n) => push_text(&n.to_string()),
                         Value::String(s) => push_text(s),
                         other => {
-                            return Err(invalid(leaf, path, &shown(other), types::PORT_RANGE));
+                            return Err(invalid(leaf, path, &value_text(other), types::PORT_RANGE));
                         }
                     }
                 }
@@ -476,7 +477,7 @@ impl Extract<'_> {
                 return Err(invalid(
                     leaf,
                     path,
-                    &shown(other),
+                    &value_text(other),
                     "expected a list of ports or a comma-separated string",
                 ));
             }
@@ -493,7 +494,7 @@ impl Extract<'_> {
         let Some(leaf) = self.leaf(path) else {
             return Ok(None);
         };
-        let text = shown(&leaf.value);
+        let text = value_text(&leaf.value);
         let why = format!("expected an integer in the range [0, {max}]");
         match &leaf.value {
             Value::Number(_) | Value::String(_) => match text.trim().parse::<u64>() {
@@ -530,7 +531,7 @@ impl Extract<'_> {
                 return Err(invalid(
                     leaf,
                     path,
-                    &shown(other),
+                    &value_text(other),
                     "not a duration (e.g. 2s, 500ms, 1m)",
                 ));
             }
@@ -546,7 +547,7 @@ impl Extract<'_> {
             Value::String(s) => Ok(Some(s.clone())),
             Value::Number(n) => Ok(Some(n.to_string())),
             Value::Null => Ok(None),
-            other => Err(invalid(leaf, path, &shown(other), "expected a string")),
+            other => Err(invalid(leaf, path, &value_text(other), "expected a string")),
         }
     }
 
@@ -565,7 +566,12 @@ impl Extract<'_> {
                         Value::String(s) => out.push(s.clone()),
                         Value::Number(n) => out.push(n.to_string()),
                         other => {
-                            return Err(invalid(leaf, path, &shown(other), "expected a string"));
+                            return Err(invalid(
+                                leaf,
+                                path,
+                                &value_text(other),
+                                "expected a string",
+                            ));
                         }
                     }
                 }
@@ -575,7 +581,7 @@ impl Extract<'_> {
                 return Err(invalid(
                     leaf,
                     path,
-                    &shown(other),
+                    &value_text(other),
                     "expected a list of strings",
                 ));
             }
@@ -635,7 +641,7 @@ fn build(merged: &Merged, warnings: &mut Vec<String>) -> Result<Config, UsageErr
         ..Config::default()
     };
     if let Some(leaf) = ex.leaf("ipFamilyMode") {
-        let text = shown(&leaf.value);
+        let text = value_text(&leaf.value);
         c.ip_family_mode =
             IpFamilyMode::parse(&text).map_err(|why| invalid(leaf, "ipFamilyMode", &text, &why))?;
     }
@@ -745,7 +751,7 @@ fn build(merged: &Merged, warnings: &mut Vec<String>) -> Result<Config, UsageErr
     )?;
     for (name, leaf) in merged.children("iptablesExecutables") {
         c.iptables_executables
-            .insert(name.to_string(), shown(&leaf.value));
+            .insert(name.to_string(), value_text(&leaf.value));
     }
     ex.bool("storeFirewalld", &mut c.store_firewalld)?;
     ex.bool("dryRun", &mut c.dry_run)?;

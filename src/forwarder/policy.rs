@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::config::value_text;
 use ipnet::IpNet;
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
@@ -121,21 +122,9 @@ fn get<'a>(m: &'a Mapping, keys: &[&str]) -> Option<&'a Value> {
     keys.iter().find_map(|k| m.get(*k))
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        other => serde_yaml::to_string(other)
-            .unwrap_or_default()
-            .trim()
-            .replace('\n', " "),
-    }
-}
-
 impl<'a> Resource<'a> {
     fn new(file: &str, doc: usize, map: &'a Mapping) -> Result<Self, UsageError> {
-        let kind = get(map, &["type", "kind"]).map(text).ok_or_else(|| {
+        let kind = get(map, &["type", "kind"]).map(value_text).ok_or_else(|| {
             UsageError::new(format!(
                 "policy file {file}: document {doc} has neither 'type' (Universal) nor 'kind' (Kubernetes)"
             ))
@@ -148,7 +137,7 @@ impl<'a> Resource<'a> {
             .and_then(Value::as_mapping)
             .and_then(|m| m.get("name"))
             .or_else(|| map.get("name"))
-            .map(text)
+            .map(value_text)
             .unwrap_or_else(|| format!("(document {doc})"));
         let body = match map.get("spec") {
             None => map,
@@ -201,7 +190,7 @@ impl<'a> Resource<'a> {
                     }
                     Some(other) => Err(self.err(format!(
                         "invalid value '{}' for networking.outbound.passthrough: expected true or false",
-                        text(other)
+                        value_text(other)
                     ))),
                 }
             }
@@ -230,13 +219,13 @@ impl<'a> Resource<'a> {
         for s in sels {
             let m = s.get("match").and_then(Value::as_mapping);
             let all = m.is_some_and(|m| {
-                m.len() == 1 && m.get("kuma.io/service").map(text).as_deref() == Some("*")
+                m.len() == 1 && m.get("kuma.io/service").map(value_text).as_deref() == Some("*")
             });
             if !all {
                 effect.warnings.push(format!(
                     "{}: selector {} cannot be evaluated by the forwarder; the template is applied",
                     self.what,
-                    text(s)
+                    value_text(s)
                 ));
             }
         }
@@ -247,7 +236,7 @@ impl<'a> Resource<'a> {
             .body
             .get("targetRef")
             .and_then(|t| t.get("kind"))
-            .map(text);
+            .map(value_text);
         if let Some(k) = kind
             && k != "Mesh"
         {
@@ -269,7 +258,7 @@ impl<'a> Resource<'a> {
             Some(other) => {
                 return Err(self.err(format!(
                     "modifications must be a list, found '{}'",
-                    text(other)
+                    value_text(other)
                 )));
             }
         };
@@ -281,13 +270,13 @@ impl<'a> Resource<'a> {
                 )));
             };
             let (key, body) = map.iter().next().expect("one entry");
-            let key = text(key);
+            let key = value_text(key);
             let body = body
                 .as_mapping()
                 .ok_or_else(|| self.err(format!("modification {n} ({key}) must be a mapping")))?;
-            let op = body.get("operation").map(text).unwrap_or_default();
+            let op = body.get("operation").map(value_text).unwrap_or_default();
             let match_ = body.get("match").and_then(Value::as_mapping);
-            let mname = match_.and_then(|m| m.get("name")).map(text);
+            let mname = match_.and_then(|m| m.get("name")).map(value_text);
             let label = format!(
                 "modification {n} ({key} {} {})",
                 if op.is_empty() { "?" } else { &op },
@@ -321,7 +310,7 @@ impl<'a> Resource<'a> {
     ) -> Result<(Vec<ClusterId>, bool), UsageError> {
         if let Some(m) = match_ {
             for k in m.keys() {
-                let k = text(k);
+                let k = value_text(k);
                 if k != "name" && k != name_key && k != "origin" {
                     return Err(self.err(format!(
                         "{label} cannot be honoured: match key '{k}' is not supported (name{} only)",
@@ -334,7 +323,7 @@ impl<'a> Resource<'a> {
                 }
             }
         }
-        let name = match_.and_then(|m| m.get(name_key)).map(text);
+        let name = match_.and_then(|m| m.get(name_key)).map(value_text);
         match name {
             None => Ok((ClusterId::ALL.to_vec(), true)),
             Some(n) => ClusterId::by_name(&n).map(|c| (vec![c], false)).ok_or_else(|| {
@@ -363,7 +352,7 @@ impl<'a> Resource<'a> {
                 ))
             })?;
             for (k, v) in map {
-                self.cluster_field(label, &text(k), v, &mut patch)?;
+                self.cluster_field(label, &value_text(k), v, &mut patch)?;
             }
         }
         self.json_patches(label, body, &mut patch, |me, path, v, patch| {
@@ -421,7 +410,7 @@ impl<'a> Resource<'a> {
         let m = t
             .as_mapping()
             .ok_or_else(|| self.err(format!("{label}: each threshold must be a mapping")))?;
-        if let Some(p) = m.get("priority").map(text)
+        if let Some(p) = m.get("priority").map(value_text)
             && p != "DEFAULT"
         {
             return Err(self.err(format!(
@@ -429,7 +418,7 @@ impl<'a> Resource<'a> {
             )));
         }
         for (k, v) in m {
-            let k = text(k);
+            let k = value_text(k);
             self.threshold_field(label, &k, v, patch)?;
         }
         Ok(())
@@ -502,7 +491,7 @@ impl<'a> Resource<'a> {
         const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
         const TCP_PROXY_TYPE: &str =
             "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
-        let fname = match_.and_then(|m| m.get("name")).map(text);
+        let fname = match_.and_then(|m| m.get("name")).map(value_text);
         if fname.as_deref() != Some(TCP_PROXY) {
             return Err(self.err(format!(
                 "{label} cannot be honoured: only the {TCP_PROXY} filter of a passthrough listener can be patched"
@@ -516,23 +505,23 @@ impl<'a> Resource<'a> {
                 .as_mapping()
                 .ok_or_else(|| self.err(format!("{label}: value must be a mapping")))?;
             for (k, v) in map {
-                match text(k).as_str() {
-                    "name" if text(v) == TCP_PROXY => {}
+                match value_text(k).as_str() {
+                    "name" if value_text(v) == TCP_PROXY => {}
                     "typedConfig" | "typed_config" => {
                         let tc = v.as_mapping().ok_or_else(|| {
                             self.err(format!("{label}: typedConfig must be a mapping"))
                         })?;
                         for (k, v) in tc {
-                            let k = text(k);
+                            let k = value_text(k);
                             match k.as_str() {
-                                "@type" if text(v) == TCP_PROXY_TYPE => {}
+                                "@type" if value_text(v) == TCP_PROXY_TYPE => {}
                                 "idleTimeout" | "idle_timeout" => {
                                     patch.idle_timeout = Some(self.duration(label, &k, v)?);
                                 }
                                 _ => {
                                     return Err(self.err(format!(
                                         "{label} cannot be honoured: tcp_proxy field '{k}: {}' is not supported (idleTimeout is)",
-                                        text(v)
+                                        value_text(v)
                                     )));
                                 }
                             }
@@ -541,7 +530,7 @@ impl<'a> Resource<'a> {
                     other => {
                         return Err(self.err(format!(
                             "{label} cannot be honoured: filter field '{other}: {}' is not supported",
-                            text(v)
+                            value_text(v)
                         )));
                     }
                 }
@@ -583,8 +572,8 @@ impl<'a> Resource<'a> {
             .as_sequence()
             .ok_or_else(|| self.err(format!("{label}: jsonPatches must be a list")))?;
         for p in list {
-            let op = p.get("op").map(text).unwrap_or_default();
-            let path = p.get("path").map(text).unwrap_or_default();
+            let op = p.get("op").map(value_text).unwrap_or_default();
+            let path = p.get("path").map(value_text).unwrap_or_default();
             if op != "replace" && op != "add" {
                 return Err(self.err(format!(
                     "{label} cannot be honoured: jsonPatch op '{op}' on '{path}' (replace and add are supported)"
@@ -601,7 +590,7 @@ impl<'a> Resource<'a> {
     fn mesh_passthrough(&self, default: Option<&Mapping>) -> Result<Passthrough, UsageError> {
         let mode = default
             .and_then(|d| d.get("passthroughMode"))
-            .map(text)
+            .map(value_text)
             .unwrap_or_else(|| "Matched".to_string());
         match mode.as_str() {
             "All" => return Ok(Passthrough::All),
@@ -621,9 +610,12 @@ impl<'a> Resource<'a> {
             .unwrap_or_default();
         for (i, m) in items.iter().enumerate() {
             let n = i + 1;
-            let ty = m.get("type").map(text).unwrap_or_default();
-            let value = m.get("value").map(text).unwrap_or_default();
-            let proto = m.get("protocol").map(text).unwrap_or_else(|| "tcp".into());
+            let ty = m.get("type").map(value_text).unwrap_or_default();
+            let value = m.get("value").map(value_text).unwrap_or_default();
+            let proto = m
+                .get("protocol")
+                .map(value_text)
+                .unwrap_or_else(|| "tcp".into());
             let what = format!("appendMatch {n} ({ty} {value})");
             if proto != "tcp" {
                 return Err(self.err(format!(
@@ -632,14 +624,18 @@ impl<'a> Resource<'a> {
             }
             let port = match m.get("port") {
                 None | Some(Value::Null) => None,
-                Some(p) => Some(text(p).parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(
-                    || {
-                        self.err(format!(
-                            "{what}: invalid port '{}': expected 1-65535",
-                            text(p)
-                        ))
-                    },
-                )?),
+                Some(p) => Some(
+                    value_text(p)
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|p| *p != 0)
+                        .ok_or_else(|| {
+                            self.err(format!(
+                                "{what}: invalid port '{}': expected 1-65535",
+                                value_text(p)
+                            ))
+                        })?,
+                ),
             };
             let net = match ty.as_str() {
                 "IP" => value
@@ -668,16 +664,16 @@ impl<'a> Resource<'a> {
     fn count(&self, label: &str, key: &str, v: &Value) -> Result<u32, UsageError> {
         // Envoy's UInt32Value may be written as {value: N}.
         let v = v.get("value").unwrap_or(v);
-        text(v).trim().parse::<u32>().map_err(|_| {
+        value_text(v).trim().parse::<u32>().map_err(|_| {
             self.err(format!(
                 "{label}: invalid value '{}' for {key}: expected an integer in [0, 4294967295]",
-                text(v)
+                value_text(v)
             ))
         })
     }
 
     fn duration(&self, label: &str, key: &str, v: &Value) -> Result<Duration, UsageError> {
-        let t = text(v);
+        let t = value_text(v);
         envoy_duration(&t)
             .map_err(|why| self.err(format!("{label}: invalid value '{t}' for {key}: {why}")))
     }

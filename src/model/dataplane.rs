@@ -310,17 +310,11 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// A value as a person would read it in a message.
+/// A value as a person would read it in a message (empty for null).
 fn shown(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        other => serde_yaml::to_string(other)
-            .unwrap_or_default()
-            .trim()
-            .replace('\n', " "),
+        other => crate::config::value_text(other),
     }
 }
 
