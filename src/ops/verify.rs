@@ -89,11 +89,13 @@ fn inside(m: &IpMatch) -> IpAddr {
 }
 
 /// A port neither excluded nor (when a list of included ports exists) left out.
-fn pick_port(include: &[u16], exclude: &[u16]) -> u16 {
+fn pick_port(include: &[u16], exclude: &[u16], from: u16) -> u16 {
     if let Some(p) = include.first() {
         return *p;
     }
-    (80..u16::MAX).find(|p| !exclude.contains(p)).unwrap_or(80)
+    (from..u16::MAX)
+        .find(|p| !exclude.contains(p))
+        .unwrap_or(from)
 }
 
 struct Run<'a> {
@@ -303,7 +305,7 @@ fn check_family(
     };
 
     // Outbound.
-    let out_port = pick_port(&rd.outbound.include_ports, &rd.outbound.exclude_ports);
+    let out_port = pick_port(&rd.outbound.include_ports, &rd.outbound.exclude_ports, 80);
     listen_peer(out_port)?;
     let dst = sa(remote, out_port);
     if rd.outbound.enabled {
@@ -327,6 +329,16 @@ fn check_family(
         format!("{t} the kuma-dp user (UID {uid}) is not redirected"),
         from_host(uid, dst, "remote", None),
     );
+    if rd.outbound.enabled && !rd.outbound.include_ports.is_empty() {
+        let p = pick_port(&[], &rd.outbound.include_ports, 80);
+        listen_peer(p)?;
+        let d = sa(remote, p);
+        run.tcp(
+            family,
+            format!("{t} outbound TCP to port {p}, not among the included ports, bypasses"),
+            from_host(app, d, "remote", None),
+        );
+    }
     if rd.outbound.include_ports.is_empty() {
         for p in &rd.outbound.exclude_ports {
             listen_peer(*p)?;
@@ -374,13 +386,7 @@ fn check_family(
     }
 
     // Inbound.
-    let in_port = pick_port(&rd.inbound.include_ports, &rd.inbound.exclude_ports).max(8080);
-    let in_port =
-        if rd.inbound.include_ports.is_empty() && rd.inbound.exclude_ports.contains(&in_port) {
-            pick_port(&[], &rd.inbound.exclude_ports)
-        } else {
-            in_port
-        };
+    let in_port = pick_port(&rd.inbound.include_ports, &rd.inbound.exclude_ports, 8080);
     sandbox::tcp_listener(&bench.host, any(family, in_port), "application", tx.clone())?;
     let d = sa(host_ip, in_port);
     if rd.inbound.enabled {
@@ -396,6 +402,16 @@ fn check_family(
         run.tcp(
             family,
             format!("{t} inbound TCP to {d} is not redirected (inbound redirection is off)"),
+            from_peer(None, d, "application", None),
+        );
+    }
+    if rd.inbound.enabled && !rd.inbound.include_ports.is_empty() {
+        let p = pick_port(&[], &rd.inbound.include_ports, 8080);
+        sandbox::tcp_listener(&bench.host, any(family, p), "application", tx.clone())?;
+        let d = sa(host_ip, p);
+        run.tcp(
+            family,
+            format!("{t} inbound TCP to port {p}, not among the included ports, bypasses"),
             from_peer(None, d, "application", None),
         );
     }

@@ -997,3 +997,37 @@ fn switching_to_ipv4_only_removes_our_ipv6_rules_and_address() {
     t.a.tproxyctl_ok(&uninstall_args(&receipt, &[]));
     assert_eq!(t.a.state(), before);
 }
+
+#[test]
+fn verify_checks_include_only_ports_both_ways() {
+    require_kernel!();
+    let ns = Netns::new("verinc");
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = receipt_path(&dir);
+    let cfg = temp_file(
+        "redirect:\n  inbound:\n    includePorts: [80]\n  outbound:\n    includePorts: [443]\n",
+    );
+    let cfg_path = cfg.path().display().to_string();
+    ns.tproxyctl_ok(&install_args(
+        &Backend::Nft.executables(),
+        &receipt,
+        &["--config", &cfg_path, "--ip-family-mode", "ipv4"],
+    ));
+    let out = ns.tproxyctl_ok(&["verify", "--receipt", &receipt]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("PASS  IPv4 outbound TCP to 192.0.2.10:443 is redirected"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PASS  IPv4 outbound TCP to port 80, not among the included ports, bypasses"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "PASS  IPv4 inbound TCP to port 8080, not among the included ports, bypasses"
+        ),
+        "{text}"
+    );
+    ns.tproxyctl_ok(&uninstall_args(&receipt, &[]));
+}
