@@ -5,11 +5,11 @@
 //! pooled pipes.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+use nix::sys::socket::{setsockopt, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Turns `::ffff:a.b.c.d` into `a.b.c.d` so that one address has one form.
@@ -65,23 +65,7 @@ pub fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
 /// `peer` tells the family of the connection (IPv4 arrives v4-mapped on a
 /// dual-stack socket, and then `SOL_IP`'s option applies).
 pub fn original_dst(fd: BorrowedFd<'_>, peer: SocketAddr) -> io::Result<SocketAddr> {
-    if canonical(peer).is_ipv4() {
-        let a = getsockopt(&fd, sockopt::OriginalDst)?;
-        let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-        Ok(SocketAddr::V4(SocketAddrV4::new(
-            ip,
-            u16::from_be(a.sin_port),
-        )))
-    } else {
-        let a = getsockopt(&fd, sockopt::Ip6tOriginalDst)?;
-        let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
-        Ok(SocketAddr::V6(SocketAddrV6::new(
-            ip,
-            u16::from_be(a.sin6_port),
-            a.sin6_flowinfo,
-            a.sin6_scope_id,
-        )))
-    }
+    crate::host::netif::original_dst(fd, !canonical(peer).is_ipv4())
 }
 
 /// Makes the next close send a reset instead of a FIN.

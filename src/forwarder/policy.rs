@@ -71,6 +71,19 @@ pub struct PolicyEffect {
     pub warnings: Vec<String>,
 }
 
+impl PolicyEffect {
+    /// Applies one modification to the clusters it matched (and to every
+    /// cluster when it named none).
+    fn merge(&mut self, clusters: &[ClusterId], all: bool, patch: &ClusterPatch) {
+        for c in clusters {
+            self.clusters[c.index()].merge(patch);
+        }
+        if all {
+            self.all.merge(patch);
+        }
+    }
+}
+
 /// Reads and applies every file in order; later files win.
 pub fn load_files(paths: &[impl AsRef<Path>]) -> Result<PolicyEffect, UsageError> {
     let mut effect = PolicyEffect::default();
@@ -359,12 +372,7 @@ impl<'a> Resource<'a> {
             let field = path.trim_start_matches('/');
             me.cluster_path(label, field, v, patch)
         })?;
-        for c in clusters {
-            effect.clusters[c.index()].merge(&patch);
-        }
-        if all {
-            effect.all.merge(&patch);
-        }
+        effect.merge(&clusters, all, &patch);
         Ok(())
     }
 
@@ -548,12 +556,7 @@ impl<'a> Resource<'a> {
                 ))),
             }
         })?;
-        for c in clusters {
-            effect.clusters[c.index()].merge(&patch);
-        }
-        if all {
-            effect.all.merge(&patch);
-        }
+        effect.merge(&clusters, all, &patch);
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 //! Envoy-style inbound passthrough connects from `::6`, so the address must
 //! exist for IPv6 (reference §2.3).
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::Path;
 
 use anyhow::Context;
@@ -79,6 +79,28 @@ pub fn has_passthrough_v6(loopback: &str) -> bool {
     inet6_addresses()
         .iter()
         .any(|a| a.device == loopback && a.addr == PASSTHROUGH_V6)
+}
+
+/// The destination a connection had before an iptables REDIRECT changed it:
+/// `SO_ORIGINAL_DST` for IPv4 (also for IPv4 arriving v4-mapped on a
+/// dual-stack socket), `IP6T_SO_ORIGINAL_DST` for IPv6.
+pub fn original_dst(fd: std::os::fd::BorrowedFd<'_>, v6: bool) -> std::io::Result<SocketAddr> {
+    use nix::sys::socket::{getsockopt, sockopt};
+    if v6 {
+        let a = getsockopt(&fd, sockopt::Ip6tOriginalDst)?;
+        Ok(SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::from(a.sin6_addr.s6_addr),
+            u16::from_be(a.sin6_port),
+            a.sin6_flowinfo,
+            a.sin6_scope_id,
+        )))
+    } else {
+        let a = getsockopt(&fd, sockopt::OriginalDst)?;
+        Ok(SocketAddr::V4(SocketAddrV4::new(
+            Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+            u16::from_be(a.sin_port),
+        )))
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

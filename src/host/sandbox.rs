@@ -9,10 +9,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{
-    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream,
-    UdpSocket,
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -216,25 +213,6 @@ fn bind(fd: &OwnedFd, addr: SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The original destination of a redirected connection, if it was redirected.
-pub fn original_destination(s: &TcpStream, v6: bool) -> Option<SocketAddr> {
-    if v6 {
-        let sa = socket::getsockopt(s, sockopt::Ip6tOriginalDst).ok()?;
-        Some(SocketAddr::V6(SocketAddrV6::new(
-            Ipv6Addr::from(sa.sin6_addr.s6_addr),
-            u16::from_be(sa.sin6_port),
-            0,
-            0,
-        )))
-    } else {
-        let sa = socket::getsockopt(s, sockopt::OriginalDst).ok()?;
-        Some(SocketAddr::V4(SocketAddrV4::new(
-            Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
-            u16::from_be(sa.sin_port),
-        )))
-    }
-}
-
 /// What a listener saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
@@ -272,7 +250,7 @@ pub fn tcp_listener(
         for conn in l.incoming() {
             let Ok(mut s) = conn else { continue };
             let Ok(peer) = s.peer_addr() else { continue };
-            let original = original_destination(&s, addr.is_ipv6());
+            let original = crate::host::netif::original_dst(s.as_fd(), addr.is_ipv6()).ok();
             let _ = s.set_read_timeout(Some(IO_TIMEOUT));
             let mut line = String::new();
             let _ = BufReader::new(&s).read_line(&mut line);

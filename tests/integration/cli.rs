@@ -266,14 +266,17 @@ fn data_on_stdout_messages_on_stderr() {
     let ns = Netns::new("streams");
     let dir = tempfile::tempdir().unwrap();
     let receipt = receipt_path(&dir);
-    let out = ns.tproxyctl_ok(&[
-        "install",
-        "transparent-proxy",
-        "--kuma-dp-user",
-        EXEMPT_USER,
-        "--receipt",
-        &receipt,
-    ]);
+    let install = || {
+        ns.tproxyctl_ok(&[
+            "install",
+            "transparent-proxy",
+            "--kuma-dp-user",
+            EXEMPT_USER,
+            "--receipt",
+            &receipt,
+        ])
+    };
+    let out = install();
     assert!(
         out.stdout.is_empty(),
         "install printed data: {}",
@@ -287,15 +290,7 @@ fn data_on_stdout_messages_on_stderr() {
     let out = ns.tproxyctl_ok(&["uninstall", "transparent-proxy", "--receipt", &receipt]);
     assert!(out.stdout.is_empty());
     // the receipt is JSON, 0600
-    let out = ns.tproxyctl_ok(&[
-        "install",
-        "transparent-proxy",
-        "--kuma-dp-user",
-        EXEMPT_USER,
-        "--receipt",
-        &receipt,
-    ]);
-    drop(out);
+    install();
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(&receipt).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
