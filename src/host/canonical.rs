@@ -12,15 +12,23 @@ use crate::host::save::{Saved, is_our_chain};
 use crate::model::{FamilyRules, TableName};
 use crate::render::{Style, family_text};
 
+/// Restore input made for a host, made loadable in an empty namespace: the
+/// `DOCKER_OUTPUT` chain that DNS rules may jump to exists only where Docker
+/// runs, so it is created too.
+pub fn for_empty_namespace(text: &str) -> String {
+    if text.contains("-j DOCKER_OUTPUT") {
+        text.replacen("* nat\n", "* nat\n-N DOCKER_OUTPUT\n", 1)
+    } else {
+        text.to_string()
+    }
+}
+
 /// Every planned rule outside our own chains, as iptables-save prints it.
 pub fn canonical_rules(
     exes: &Executables,
     plan: &FamilyRules,
 ) -> anyhow::Result<Vec<(TableName, String)>> {
-    let mut text = family_text(plan, Style::default());
-    if text.contains("-j DOCKER_OUTPUT") {
-        text = text.replacen("* nat\n", "* nat\n-N DOCKER_OUTPUT\n", 1);
-    }
+    let text = for_empty_namespace(&family_text(plan, Style::default()));
     // $0 is restore, $1 is save: apply, then print, in a namespace of their own.
     let out = Cmd::new("/bin/sh")
         .args([

@@ -87,10 +87,14 @@ fn family_status(f: &FamilyReceipt, saved: &Saved) -> FamilyStatus {
     let mut rules = Vec::new();
     let mut listed: HashSet<(TableName, &str)> = HashSet::new();
     for t in &f.tables {
-        let st = saved.table(t.table);
+        // spec -> saved line, so thousands of rules stay a linear walk
+        let live: std::collections::HashMap<&str, &crate::host::save::SavedLine> = saved
+            .table(t.table)
+            .map(|st| st.rules.iter().map(|l| (l.spec.as_str(), l)).collect())
+            .unwrap_or_default();
         for r in &t.rules {
             listed.insert((t.table, r.line.as_str()));
-            let found = st.and_then(|st| st.rules.iter().find(|l| l.spec == r.line));
+            let found = live.get(r.line.as_str());
             let (packets, bytes) = counters(found.and_then(|l| l.counters.as_deref()));
             rules.push(RuleStatus {
                 table: t.table,

@@ -548,10 +548,7 @@ fn check_family(
 
 fn apply_receipt_rules(bench: &Bench, r: &Receipt) -> anyhow::Result<()> {
     for f in &r.families {
-        let mut text = f.applied.clone();
-        if text.contains("-j DOCKER_OUTPUT") {
-            text = text.replacen("* nat\n", "* nat\n-N DOCKER_OUTPUT\n", 1);
-        }
+        let text = crate::host::canonical::for_empty_namespace(&f.applied);
         bench
             .host
             .cmd(&f.executables.restore.display().to_string())
