@@ -82,6 +82,9 @@ pub struct InstallArgs {
     pub apply: ApplyFlags,
     #[command(flatten)]
     pub receipt: ReceiptArg,
+    /// With --dry-run: the planned rules as text (kumactl's format) or JSON.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]

@@ -295,11 +295,6 @@ pub fn is_object(path: &str) -> bool {
     })
 }
 
-/// The full environment variable name of a key.
-pub fn env_name(key: &Key) -> Option<String> {
-    key.env.map(|e| format!("{ENV_PREFIX}{e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

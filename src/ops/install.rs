@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 
 use crate::Exit;
-use crate::cli::InstallArgs;
+use crate::cli::{InstallArgs, OutputFormat};
 use crate::config::Config;
 use crate::host::apply::{self, Owned, RestoreOptions};
 use crate::host::backend::Executables;
@@ -72,6 +72,12 @@ fn same_backend(r: &FamilyReceipt, exes: &Executables) -> bool {
 
 pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
     let cfg = common::load_config(&args.tp, Some(&args.apply))?;
+    if args.output == OutputFormat::Json && !cfg.dry_run {
+        return Err(crate::error::UsageError::new(
+            "--output json prints the planned rules and needs --dry-run",
+        )
+        .into());
+    }
     common::require_root(cfg.dry_run)?;
     let receipt_path = receipt::path_or_default(args.receipt.receipt.as_deref());
     let old = if cfg.dry_run {
@@ -111,6 +117,15 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(firewalld::DEFAULT_PATH));
     if cfg.dry_run {
+        if args.output == OutputFormat::Json {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(
+                &mut out,
+                &crate::render::json::plan_json(&planned.rules),
+            )?;
+            writeln!(out)?;
+            return Ok(Exit::Success);
+        }
         let mut text = dry_run_text(
             &planned.rules,
             Style {

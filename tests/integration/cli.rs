@@ -300,3 +300,59 @@ fn data_on_stdout_messages_on_stderr() {
     assert_eq!(json["families"][0]["mode"], "nft");
     ns.tproxyctl_ok(&["uninstall", "transparent-proxy", "--receipt", &receipt]);
 }
+
+#[test]
+fn dry_run_plan_as_json() {
+    require_kernel!();
+    let ns = Netns::new("json");
+    let out = ns.tproxyctl_ok(&[
+        "install",
+        "transparent-proxy",
+        "--dry-run",
+        "--output",
+        "json",
+        "--kuma-dp-user",
+        EXEMPT_USER,
+        "--ip-family-mode",
+        "ipv4",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fam = &json[0];
+    assert_eq!(fam["family"], "ipv4");
+    assert_eq!(fam["chains"].as_array().unwrap().len(), 4);
+    let rules = fam["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 11);
+    assert_eq!(
+        rules[0]["line"].as_str().unwrap(),
+        text_plan_first_rule(&ns)
+    );
+    // without --dry-run it is a usage error and nothing happens
+    let out = ns.tproxyctl(&[
+        "install",
+        "transparent-proxy",
+        "--output",
+        "json",
+        "--kuma-dp-user",
+        EXEMPT_USER,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("needs --dry-run"));
+}
+
+/// The first rule line of the text dry run, for comparison with the JSON.
+fn text_plan_first_rule(ns: &Netns) -> String {
+    let out = ns.tproxyctl_ok(&[
+        "install",
+        "transparent-proxy",
+        "--dry-run",
+        "--kuma-dp-user",
+        EXEMPT_USER,
+        "--ip-family-mode",
+        "ipv4",
+    ]);
+    stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("-A ") || l.starts_with("-I "))
+        .unwrap()
+        .to_string()
+}
