@@ -6,7 +6,7 @@
 //! fails the client gets a SERVFAIL. Its own upstream queries bypass the
 //! redirect because the forwarder runs as the exempt UID.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
@@ -45,15 +45,19 @@ pub struct MeshNames {
 }
 
 impl MeshNames {
+    /// Linear in the number of endpoints: addresses are deduplicated with
+    /// a set, not by searching the service's list.
     pub fn new(mesh: &Mesh) -> Self {
-        let mut names: HashMap<String, Vec<IpAddr>> = HashMap::new();
+        let mut names: HashMap<String, Vec<IpAddr>> = HashMap::with_capacity(mesh.services.len());
         for s in &mesh.services {
+            // Services whose names differ only in case share a name.
             let ips = names.entry(s.name.to_ascii_lowercase()).or_default();
-            for e in &s.endpoints {
-                if !ips.contains(&e.ip()) {
-                    ips.push(e.ip());
-                }
-            }
+            ips.extend(s.endpoints.iter().map(SocketAddr::ip));
+        }
+        let mut seen = HashSet::new();
+        for ips in names.values_mut() {
+            seen.clear();
+            ips.retain(|ip| seen.insert(*ip));
         }
         MeshNames {
             names,
@@ -492,6 +496,25 @@ mod tests {
         assert_eq!(a.metadata.response_code, ResponseCode::NXDomain);
         // Without Dataplane files the zone is not ours: upstream, as before.
         assert!(ask(&MeshNames::default(), "a.mesh.", RecordType::A, false).is_none());
+    }
+
+    #[test]
+    fn services_differing_in_case_share_a_name_and_addresses_appear_once() {
+        use crate::forwarder::mesh::{Mesh, Service};
+        let svc = |name: &str, eps: &[&str]| Service {
+            name: name.into(),
+            endpoints: eps.iter().map(|e| e.parse().unwrap()).collect(),
+        };
+        let n = MeshNames::new(&Mesh {
+            name: Some("default".into()),
+            services: vec![
+                svc("Web", &["10.0.0.5:80", "10.0.0.5:81", "10.0.0.6:80"]),
+                svc("web", &["10.0.0.6:90", "10.0.0.7:80"]),
+            ],
+            ..Mesh::default()
+        });
+        let a = ask(&n, "WEB.mesh", RecordType::A, false).unwrap();
+        assert_eq!(addrs(&a), ["10.0.0.5", "10.0.0.6", "10.0.0.7"]);
     }
 
     #[tokio::test]
