@@ -373,3 +373,276 @@ fn local_inbounds_deliver_to_service_address_and_port() {
     .0;
     assert!(e.contains("'localhost:5000'"), "{e}");
 }
+
+/// Dataplane `i` of a generated mesh: one inbound on `10.x.y.z:8080` of
+/// service `svc-<i % 500>`, built without YAML (the parser has its own tests).
+fn generated(i: u32) -> Loaded {
+    use crate::model::dataplane::{Inbound, Networking};
+    let name = format!("dp-{i}");
+    let [_, a, b, c] = (0x0a00_0000 + i).to_be_bytes();
+    let inbound = Inbound {
+        port: 8080,
+        tags: [("kuma.io/service".to_string(), format!("svc-{}", i % 500))]
+            .into_iter()
+            .collect(),
+        ..Inbound::default()
+    };
+    Loaded {
+        what: format!("dataplane file big.yaml: Dataplane {name}"),
+        dp: Box::new(Dataplane {
+            kind: Some("Dataplane".into()),
+            mesh: Some("default".into()),
+            name,
+            networking: Networking {
+                address: format!("10.{a}.{b}.{c}"),
+                inbound: vec![inbound],
+                ..Networking::default()
+            },
+            ..Dataplane::default()
+        }),
+    }
+}
+
+#[test]
+fn a_mesh_of_50k_dataplanes_still_finds_duplicates_and_conflicts() {
+    const N: u32 = 50_000;
+    let all = || (0..N).map(generated).collect::<Vec<_>>();
+    let nowhere = |_: IpAddr| false;
+
+    // The same Dataplane twice (first and last) is one member.
+    let mut v = all();
+    v.push(generated(0));
+    let m = build(v, None, &nowhere, &mut Vec::new()).unwrap();
+    assert_eq!(m.dataplanes, N as usize);
+    assert_eq!(m.services.len(), 500);
+    assert!(m.services.iter().all(|s| s.endpoints.len() == 100));
+    // svc-7's last instance is Dataplane 7 + 99 * 500 = 49507.
+    assert_eq!(m.services[7].endpoints[99], sa("10.0.193.99:8080"));
+
+    // The same name with other contents, far apart.
+    let mut v = all();
+    let mut other = generated(12_345);
+    other.what = "dataplane file late.yaml: Dataplane dp-12345".into();
+    other.dp.networking.address = "192.0.2.1".into();
+    v.push(other);
+    let e = build(v, None, &nowhere, &mut Vec::new()).unwrap_err().0;
+    assert!(
+        e.contains(
+            "big.yaml: Dataplane dp-12345 and dataplane file late.yaml: Dataplane dp-12345 are both"
+        ),
+        "{e}"
+    );
+
+    // Another Dataplane on an inbound address:port already taken.
+    let mut v = all();
+    let mut clash = generated(N + 1);
+    clash.dp.networking.address = "10.0.144.33".into();
+    v.push(clash);
+    let e = build(v, None, &nowhere, &mut Vec::new()).unwrap_err().0;
+    assert!(
+        e.contains("10.0.144.33:8080 is an inbound of both dataplane file big.yaml: Dataplane dp-36897 and dataplane file big.yaml: Dataplane dp-50001"),
+        "{e}"
+    );
+}
+
+/// Documents of the shapes a mesh export has, each Dataplane named `{tag}-…`:
+/// plain YAML, comments, an anchor and alias, numbers written as strings,
+/// a number as a name, JSON, a kumactl list and an empty document.
+fn shapes(tag: &str, n: u8) -> String {
+    let yaml = dp(
+        &format!("{tag}-plain"),
+        &format!("10.{n}.0.1"),
+        &[(7000, "b")],
+    );
+    let lenient = format!(
+        "# exported\ntype: Dataplane\nmesh: default\nname: {tag}-lenient\nlabels: {{team: a}}\nnetworking:\n  address: \"10.{n}.0.2\"\n  inbound:\n  - port: \"7001\"\n    servicePort: 7100\n    tags: &t\n      kuma.io/service: c\n      version: 2\n  - port: 7002\n    tags: *t\n"
+    );
+    let number_name = format!(
+        "type: Dataplane\nmesh: default\nname: 1{n}\nnetworking:\n  address: 10.{n}.0.3\n  inbound:\n  - port: 7003\n    tags:\n      kuma.io/service: d\n"
+    );
+    let json = format!(
+        r#"{{"type":"Dataplane","mesh":"default","name":"{tag}-json","networking":{{"address":"10.{n}.0.4","inbound":[{{"port":81,"tags":{{"kuma.io/service":"j"}}}}]}}}}"#
+    );
+    let list = format!(
+        "items:\n- type: Dataplane\n  mesh: default\n  name: {tag}-item-1\n  networking:\n    address: 10.{n}.0.5\n    inbound:\n    - port: 80\n      tags:\n        kuma.io/service: x\n- type: Dataplane\n  mesh: default\n  name: {tag}-item-2\n  creationTime: \"2026-01-01T00:00:00Z\"\n  networking:\n    address: 10.{n}.0.6\n    inbound:\n    - port: 80\n      tags:\n        kuma.io/service: x\ntotal: 2\nnext: null\n"
+    );
+    [
+        yaml,
+        lenient,
+        number_name,
+        format!("{json}\n"),
+        list,
+        "\n".into(),
+    ]
+    .join("---\n")
+}
+
+#[test]
+fn big_files_are_read_in_parts_with_the_same_dataplanes() {
+    let text: String = (0..60u8)
+        .map(|n| shapes(&format!("g{n}"), n))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let exact = parse_docs("big.yaml", &text).unwrap();
+    assert_eq!(exact.len(), 60 * 6);
+    assert_eq!(exact[1].dp.networking.inbound[1].tags["version"], "2");
+    assert_eq!(exact[2].dp.name, "10");
+    for min_part in [1, 700, 5_000, usize::MAX] {
+        let fast = parse_in_parts("big.yaml", &text, min_part).unwrap();
+        assert!(fast == exact, "min_part {min_part}");
+    }
+    for n in 1..8 {
+        let parts = split_documents(&text, n);
+        assert_eq!(parts.concat(), text);
+        assert!(parts.len() <= n && (n == 1 || parts.len() > 1), "{n}");
+        for p in &parts[1..] {
+            assert!(p.starts_with("---\n"), "{n}: {:?}", &p[..20]);
+        }
+        let read: Vec<Loaded> = parts
+            .iter()
+            .flat_map(|p| parse_docs("big.yaml", p).unwrap())
+            .collect();
+        assert!(read == exact, "{n} parts");
+    }
+}
+
+#[test]
+fn a_bad_document_in_a_big_file_is_named_as_in_a_small_one() {
+    let good = |n: u32| dp(&format!("d-{n}"), "10.0.0.2", &[(n as u16 + 1, "b")]);
+    let mut docs: Vec<String> = (0..300).map(good).collect();
+    docs[250] = docs[250].replace("port: 251", "port: 70000");
+    docs[260] = "type: Dataplane\nname: x\n  bad: [indentation\n".into();
+    let text = docs.join("---\n");
+    let want = parse_docs("big.yaml", &text).unwrap_err().0;
+    assert!(
+        want.contains("Dataplane d-250") && want.contains("'70000'"),
+        "{want}"
+    );
+    assert_eq!(parse_in_parts("big.yaml", &text, 1).unwrap_err().0, want);
+    docs[250] = good(250);
+    let text = docs.join("---\n");
+    let e = parse_in_parts("big.yaml", &text, 1).unwrap_err().0;
+    assert!(e.contains("document 261 is not valid YAML"), "{e}");
+    // Duplicate keys are refused, in a big file as in a small one.
+    docs[260] = format!("{}labels: {{a: b, a: c}}\n", good(260));
+    let e = parse_in_parts("big.yaml", &docs.join("---\n"), 1)
+        .unwrap_err()
+        .0;
+    assert!(
+        e.contains(
+            "document 261 is not valid YAML or JSON: labels: duplicate entry with key \"a\""
+        ),
+        "{e}"
+    );
+    // A document marker inside a block scalar ends it (YAML forbids one
+    // there), so the parts never cut a document in two.
+    let marker_in_scalar = format!("{}  note: |\n    ---\n---\n{}", good(1), good(2));
+    assert_eq!(
+        parse_in_parts("m.yaml", &marker_in_scalar, 1)
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        split_documents(&marker_in_scalar, 4)
+            .iter()
+            .all(|p| !p.starts_with("    ---"))
+    );
+}
+
+#[test]
+fn a_directory_is_read_file_by_file_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write("b.yaml", &dp("b-1", "10.0.0.2", &[(7000, "b")]));
+    write("a.yml", &dp("a-1", "10.0.0.3", &[(7000, "a")]));
+    write(
+        "c.json",
+        r#"{"type":"Dataplane","mesh":"default","name":"c-1","networking":{"address":"10.0.0.4","inbound":[{"port":81,"tags":{"kuma.io/service":"c"}}]}}"#,
+    );
+    write("README.md", "not a Dataplane");
+    write(".hidden.yaml", "not: [valid");
+    std::fs::create_dir(dir.path().join("sub.yaml")).unwrap();
+    let all = read_files(dir.path(), "--dataplane").unwrap();
+    let names: Vec<&str> = all.iter().map(|l| l.dp.name.as_str()).collect();
+    assert_eq!(names, ["a-1", "b-1", "c-1"]);
+    assert!(
+        all[1].what.ends_with("b.yaml: Dataplane b-1"),
+        "{}",
+        all[1].what
+    );
+    let m = load(&[dir.path()], None, &mut Vec::new()).unwrap();
+    assert_eq!(m.dataplanes, 3);
+
+    write("d.yaml", "type: Dataplane\nname: d\n");
+    let e = read_files(dir.path(), "--dataplane").unwrap_err().0;
+    assert!(e.contains("d.yaml: Dataplane d is not valid"), "{e}");
+    let empty = tempfile::tempdir().unwrap();
+    let e = read_files(empty.path(), "--dataplane").unwrap_err().0;
+    assert!(e.contains("is a directory without *.yaml"), "{e}");
+}
+
+#[test]
+fn label_refs_match_whatever_label_they_are_filed_under() {
+    // Many endpoints carry `zone: z1`, few `version: v2`: a ref with both is
+    // filed under the rarer one and must still see every label.
+    let mut docs = Vec::new();
+    for i in 0..40u16 {
+        let version = if i % 10 == 0 { "v2" } else { "v1" };
+        docs.push(format!(
+            "type: Dataplane\nmesh: default\nname: s-{i}\nlabels:\n  zone: z1\nnetworking:\n  address: 10.0.1.{i}\n  inbound:\n  - port: 7000\n    tags:\n      kuma.io/service: s{}\n      version: {version}\n",
+            i % 4
+        ));
+    }
+    let refs = "    reachableBackends:\n      refs:\n      - kind: MeshService\n        labels:\n          zone: z1\n          version: v2\n      - kind: MeshService\n        labels:\n          kuma.io/display-name: s3\n          zone: z1\n      - kind: MeshService\n        labels:\n          zone: nowhere\n";
+    let mut all = loaded("mesh.yaml", &docs.join("---\n"));
+    all.extend(loaded(
+        "a.yaml",
+        &with_tp(dp("a-1", "10.0.0.1", &[(8080, "a")]), refs),
+    ));
+    let here = |ip: IpAddr| ip == IpAddr::from([10, 0, 0, 1]);
+    let m = build(all, None, &here, &mut Vec::new()).unwrap();
+    let got: Vec<(&str, Vec<SocketAddr>)> = m
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.endpoints.clone()))
+        .collect();
+    let at = |i: u8| sa(&format!("10.0.1.{i}:7000"));
+    // version v2: s-0, s-10, s-20, s-30 (services s0, s2, s0, s2); display-name
+    // s3: every fourth. In order of first appearance.
+    assert_eq!(
+        got,
+        vec![
+            ("s0", vec![at(0), at(20)]),
+            ("s3", (0..10).map(|k| at(4 * k + 3)).collect()),
+            ("s2", vec![at(10), at(30)]),
+        ]
+    );
+    assert_eq!(m.unreachable, ["s1", "a"]);
+}
+
+#[test]
+fn this_hosts_addresses_are_read_once() {
+    let here = LocalAddrs::of_this_host();
+    assert!(here.contains(IpAddr::from([127, 0, 0, 1])));
+    assert!(here.contains("::1".parse().unwrap()));
+    assert!(!here.contains(IpAddr::from([192, 0, 2, 213])));
+}
+
+#[test]
+fn the_summary_of_a_large_mesh_stays_one_short_line() {
+    let m = build(
+        (0..5_000).map(generated).collect(),
+        None,
+        &|_| false,
+        &mut Vec::new(),
+    )
+    .unwrap();
+    let s = m.summary().unwrap();
+    assert!(
+        s.starts_with(
+            "mesh default: 5000 Dataplane(s), 500 reachable service(s): svc-0 (10), svc-1 (10),"
+        ) && s.contains("svc-19 (10) and 480 more; no local Dataplane"),
+        "{s}"
+    );
+}
