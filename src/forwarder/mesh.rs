@@ -187,7 +187,7 @@ const DIR_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
 
 /// The Dataplanes of one `--dataplane` path: a file, `-` (stdin), or a
 /// directory, whose `*.yaml`, `*.yml` and `*.json` files are read in name
-/// order (not its subdirectories; hidden files are skipped), on all CPUs.
+/// order (not its subdirectories; hidden files are skipped).
 pub fn read_files(path: &Path, flag: &str) -> Result<Vec<Loaded>, UsageError> {
     let shown = path.display().to_string();
     if path == Path::new("-") || !path.is_dir() {
@@ -209,10 +209,9 @@ pub fn read_files(path: &Path, flag: &str) -> Result<Vec<Loaded>, UsageError> {
         )));
     }
     files.sort_unstable();
-    let parsed = on_all_cpus(&files, |f| parse(&f.display().to_string(), &read(f, flag)?));
     let mut out = Vec::with_capacity(files.len());
-    for p in parsed {
-        out.extend(p?);
+    for f in files {
+        out.extend(parse(&f.display().to_string(), &read(&f, flag)?)?);
     }
     Ok(out)
 }
@@ -264,100 +263,11 @@ fn read(path: &Path, flag: &str) -> Result<String, UsageError> {
 /// is checked as Kuma's validator would, and its addresses must be IP
 /// addresses (destinations are matched by address).
 ///
-/// A large file is cut at document boundaries and the parts are read on
-/// all CPUs; when a part has a problem, the whole file is read again in
-/// one piece, so that the message numbers the documents as they are in
-/// the file.
+/// One thread: parsing on several would be faster on an idle machine, but
+/// glibc keeps what other threads allocated in their own arenas, and
+/// `malloc_trim` does not give those back (about 1 KiB per Dataplane for
+/// good; measured in `scripts/bench-mesh-scale.sh`).
 pub fn parse(file: &str, text: &str) -> Result<Vec<Loaded>, UsageError> {
-    parse_in_parts(file, text, PARALLEL_BYTES)
-}
-
-fn parse_in_parts(file: &str, text: &str, min_part: usize) -> Result<Vec<Loaded>, UsageError> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let parts = split_documents(text, (text.len() / min_part.max(1)).clamp(1, cpus));
-    let all = if parts.len() == 1 {
-        parse_docs(file, text)?
-    } else {
-        let read: Result<Vec<Vec<Loaded>>, UsageError> =
-            on_all_cpus(&parts, |part| parse_docs(file, part))
-                .into_iter()
-                .collect();
-        match read {
-            Ok(read) => read.into_iter().flatten().collect(),
-            Err(_) => parse_docs(file, text)?,
-        }
-    };
-    if all.is_empty() {
-        return Err(UsageError::new(format!(
-            "dataplane file {file} holds no Dataplane"
-        )));
-    }
-    Ok(all)
-}
-
-/// Below this size a file is read on one thread.
-const PARALLEL_BYTES: usize = 256 * 1024;
-
-/// The text cut into at most `parts` parts of about the same size, each
-/// starting at a document: a line that begins with `---` and a blank (or
-/// ends there). A document marker cannot occur inside a YAML scalar (nor a
-/// JSON string), so every part holds whole documents.
-fn split_documents(text: &str, parts: usize) -> Vec<&str> {
-    let mut out = Vec::with_capacity(parts);
-    let mut from = 0;
-    for i in 1..parts {
-        let target = (text.len() * i / parts).max(from);
-        let Some(at) = next_document_start(text, target) else {
-            break;
-        };
-        out.push(&text[from..at]);
-        from = at;
-    }
-    out.push(&text[from..]);
-    out
-}
-
-/// The offset of the first `---` document marker line at or after `from`.
-fn next_document_start(text: &str, from: usize) -> Option<usize> {
-    let bytes = text.as_bytes();
-    let mut i = from;
-    while let Some(nl) = bytes.get(i..)?.iter().position(|&b| b == b'\n') {
-        let line = i + nl + 1;
-        let rest = &bytes[line..];
-        if rest.starts_with(b"---")
-            && matches!(rest.get(3), None | Some(b' ' | b'\t' | b'\r' | b'\n'))
-        {
-            return Some(line);
-        }
-        i = line;
-    }
-    None
-}
-
-/// `f` of every item, in order, spread over the CPUs in contiguous runs.
-fn on_all_cpus<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if items.len() < 2 || cpus < 2 {
-        return items.iter().map(&f).collect();
-    }
-    let run = items.len().div_ceil(cpus);
-    std::thread::scope(|s| {
-        let f = &f;
-        let handles: Vec<_> = items
-            .chunks(run)
-            .map(|chunk| s.spawn(move || chunk.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    })
-}
-
-/// The documents of `text` one at a time through a generic value (which
-/// also refuses duplicate keys), naming the document (and list item) in
-/// every message.
-fn parse_docs(file: &str, text: &str) -> Result<Vec<Loaded>, UsageError> {
     let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let at = format!("dataplane file {file}: document {}", i + 1);
@@ -384,6 +294,11 @@ fn parse_docs(file: &str, text: &str) -> Result<Vec<Loaded>, UsageError> {
                 out.push(checked(file, &at, dp)?);
             }
         }
+    }
+    if out.is_empty() {
+        return Err(UsageError::new(format!(
+            "dataplane file {file} holds no Dataplane"
+        )));
     }
     Ok(out)
 }

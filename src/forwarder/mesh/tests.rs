@@ -445,111 +445,6 @@ fn a_mesh_of_50k_dataplanes_still_finds_duplicates_and_conflicts() {
     );
 }
 
-/// Documents of the shapes a mesh export has, each Dataplane named `{tag}-…`:
-/// plain YAML, comments, an anchor and alias, numbers written as strings,
-/// a number as a name, JSON, a kumactl list and an empty document.
-fn shapes(tag: &str, n: u8) -> String {
-    let yaml = dp(
-        &format!("{tag}-plain"),
-        &format!("10.{n}.0.1"),
-        &[(7000, "b")],
-    );
-    let lenient = format!(
-        "# exported\ntype: Dataplane\nmesh: default\nname: {tag}-lenient\nlabels: {{team: a}}\nnetworking:\n  address: \"10.{n}.0.2\"\n  inbound:\n  - port: \"7001\"\n    servicePort: 7100\n    tags: &t\n      kuma.io/service: c\n      version: 2\n  - port: 7002\n    tags: *t\n"
-    );
-    let number_name = format!(
-        "type: Dataplane\nmesh: default\nname: 1{n}\nnetworking:\n  address: 10.{n}.0.3\n  inbound:\n  - port: 7003\n    tags:\n      kuma.io/service: d\n"
-    );
-    let json = format!(
-        r#"{{"type":"Dataplane","mesh":"default","name":"{tag}-json","networking":{{"address":"10.{n}.0.4","inbound":[{{"port":81,"tags":{{"kuma.io/service":"j"}}}}]}}}}"#
-    );
-    let list = format!(
-        "items:\n- type: Dataplane\n  mesh: default\n  name: {tag}-item-1\n  networking:\n    address: 10.{n}.0.5\n    inbound:\n    - port: 80\n      tags:\n        kuma.io/service: x\n- type: Dataplane\n  mesh: default\n  name: {tag}-item-2\n  creationTime: \"2026-01-01T00:00:00Z\"\n  networking:\n    address: 10.{n}.0.6\n    inbound:\n    - port: 80\n      tags:\n        kuma.io/service: x\ntotal: 2\nnext: null\n"
-    );
-    [
-        yaml,
-        lenient,
-        number_name,
-        format!("{json}\n"),
-        list,
-        "\n".into(),
-    ]
-    .join("---\n")
-}
-
-#[test]
-fn big_files_are_read_in_parts_with_the_same_dataplanes() {
-    let text: String = (0..60u8)
-        .map(|n| shapes(&format!("g{n}"), n))
-        .collect::<Vec<_>>()
-        .join("---\n");
-    let exact = parse_docs("big.yaml", &text).unwrap();
-    assert_eq!(exact.len(), 60 * 6);
-    assert_eq!(exact[1].dp.networking.inbound[1].tags["version"], "2");
-    assert_eq!(exact[2].dp.name, "10");
-    for min_part in [1, 700, 5_000, usize::MAX] {
-        let fast = parse_in_parts("big.yaml", &text, min_part).unwrap();
-        assert!(fast == exact, "min_part {min_part}");
-    }
-    for n in 1..8 {
-        let parts = split_documents(&text, n);
-        assert_eq!(parts.concat(), text);
-        assert!(parts.len() <= n && (n == 1 || parts.len() > 1), "{n}");
-        for p in &parts[1..] {
-            assert!(p.starts_with("---\n"), "{n}: {:?}", &p[..20]);
-        }
-        let read: Vec<Loaded> = parts
-            .iter()
-            .flat_map(|p| parse_docs("big.yaml", p).unwrap())
-            .collect();
-        assert!(read == exact, "{n} parts");
-    }
-}
-
-#[test]
-fn a_bad_document_in_a_big_file_is_named_as_in_a_small_one() {
-    let good = |n: u32| dp(&format!("d-{n}"), "10.0.0.2", &[(n as u16 + 1, "b")]);
-    let mut docs: Vec<String> = (0..300).map(good).collect();
-    docs[250] = docs[250].replace("port: 251", "port: 70000");
-    docs[260] = "type: Dataplane\nname: x\n  bad: [indentation\n".into();
-    let text = docs.join("---\n");
-    let want = parse_docs("big.yaml", &text).unwrap_err().0;
-    assert!(
-        want.contains("Dataplane d-250") && want.contains("'70000'"),
-        "{want}"
-    );
-    assert_eq!(parse_in_parts("big.yaml", &text, 1).unwrap_err().0, want);
-    docs[250] = good(250);
-    let text = docs.join("---\n");
-    let e = parse_in_parts("big.yaml", &text, 1).unwrap_err().0;
-    assert!(e.contains("document 261 is not valid YAML"), "{e}");
-    // Duplicate keys are refused, in a big file as in a small one.
-    docs[260] = format!("{}labels: {{a: b, a: c}}\n", good(260));
-    let e = parse_in_parts("big.yaml", &docs.join("---\n"), 1)
-        .unwrap_err()
-        .0;
-    assert!(
-        e.contains(
-            "document 261 is not valid YAML or JSON: labels: duplicate entry with key \"a\""
-        ),
-        "{e}"
-    );
-    // A document marker inside a block scalar ends it (YAML forbids one
-    // there), so the parts never cut a document in two.
-    let marker_in_scalar = format!("{}  note: |\n    ---\n---\n{}", good(1), good(2));
-    assert_eq!(
-        parse_in_parts("m.yaml", &marker_in_scalar, 1)
-            .unwrap()
-            .len(),
-        2
-    );
-    assert!(
-        split_documents(&marker_in_scalar, 4)
-            .iter()
-            .all(|p| !p.starts_with("    ---"))
-    );
-}
-
 #[test]
 fn a_directory_is_read_file_by_file_in_name_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -645,4 +540,22 @@ fn the_summary_of_a_large_mesh_stays_one_short_line() {
         ) && s.contains("svc-19 (10) and 480 more; no local Dataplane"),
         "{s}"
     );
+}
+
+#[test]
+fn duplicate_keys_are_refused() {
+    // serde_yaml would let a struct's map take the last value silently; the
+    // generic value every document goes through refuses the file instead.
+    let base = dp("x", "10.0.0.2", &[(80, "x")]);
+    for (extra, key) in [
+        ("labels: {a: b, a: c}\n", "a"),
+        ("probes: 1\nprobes: 2\n", "probes"),
+    ] {
+        let e = parse("d.yaml", &format!("{base}{extra}")).unwrap_err().0;
+        assert!(
+            e.contains("document 1 is not valid YAML or JSON")
+                && e.contains(&format!("duplicate entry with key \"{key}\"")),
+            "{e}"
+        );
+    }
 }
