@@ -11,9 +11,13 @@
 //! cargo run --release --example mesh_rebuild -- --dataplane mesh.yaml --repeat 5 --phases
 //! ```
 
+use std::hint::black_box;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RecordType};
 use tproxyctl::cli::forwarder::ForwarderArgs;
 use tproxyctl::forwarder::{dns, mesh, options, route};
 
@@ -27,6 +31,13 @@ struct Args {
     /// Also time the phases (read and parse, build, tables) one by one.
     #[arg(long)]
     phases: bool,
+    /// Then time this many routing decisions (mesh destinations, in turn)
+    /// and a tenth as many `.mesh` answers, and print the mean of each.
+    #[arg(long, default_value_t = 0)]
+    lookups: usize,
+    /// The service whose `<service>.mesh` name is asked [default: the first].
+    #[arg(long)]
+    lookup_service: Option<String>,
 }
 
 /// CPU time of the whole process (every thread) so far.
@@ -94,6 +105,55 @@ fn main() -> anyhow::Result<()> {
         median(build),
         median(tables),
         args.repeat.max(1)
+    );
+    if args.lookups > 0 {
+        lookups(&args)?;
+    }
+    Ok(())
+}
+
+/// Mean cost of one routing decision and one `.mesh` answer: what every
+/// connection and every mesh query pays, which must not grow with the mesh.
+fn lookups(args: &Args) -> anyhow::Result<()> {
+    let resolved = tproxyctl::config::resolve_process(&args.fwd.tp, None)?;
+    let opts = options::resolve(&args.fwd, resolved.config, resolved.warnings)?;
+    let (router, _clusters) = route::build(&opts);
+    let names = dns::MeshNames::new(&opts.mesh);
+    // Up to 1024 mesh destinations spread over the whole table.
+    let all: Vec<SocketAddr> = opts
+        .mesh
+        .services
+        .iter()
+        .flat_map(|s| s.endpoints.iter().copied())
+        .collect();
+    anyhow::ensure!(!all.is_empty(), "the mesh has no reachable endpoint");
+    let step = all.len().div_ceil(1024);
+    let dsts: Vec<SocketAddr> = all.iter().step_by(step).copied().collect();
+    let n = args.lookups;
+    let t = Instant::now();
+    for i in 0..n {
+        black_box(router.route(black_box(dsts[i % dsts.len()]), false));
+    }
+    let route_ns = t.elapsed().as_nanos() as f64 / n as f64;
+
+    let service = match &args.lookup_service {
+        Some(s) => s.clone(),
+        None => opts.mesh.services[0].name.clone(),
+    };
+    let mut q = Message::query();
+    q.add_query(Query::query(
+        Name::from_ascii(format!("{service}.mesh."))?,
+        RecordType::A,
+    ));
+    let m = (n / 10).max(1);
+    let t = Instant::now();
+    for _ in 0..m {
+        black_box(names.answer(black_box(&q)));
+    }
+    let answer_ns = t.elapsed().as_nanos() as f64 / m as f64;
+    println!(
+        "route_ns={route_ns:.1} answer_ns={answer_ns:.1} destinations={} service={service}",
+        dsts.len()
     );
     Ok(())
 }
