@@ -187,9 +187,14 @@ ip -n "$PEER" addr add 172.31.255.2/30 dev vb
 ip -n "$NS" link set va up
 ip -n "$PEER" link set vb up
 ip -n "$NS" route add default via 172.31.255.2
+# Thousands of short connections per size (client and forwarder share the
+# 4-tuple space towards the probe): the namespace's own port range and
+# TIME_WAIT reuse keep them from running out of ports.
+ip netns exec "$NS" sysctl -q -w net.ipv4.ip_local_port_range="1024 65000" net.ipv4.tcp_tw_reuse=1
 ip -n "$PEER" addr add 10.99.0.1/32 dev lo
 ip -n "$PEER" route add default via 172.31.255.1
 ip netns exec "$PEER" "$WORK/probe" echo 10.99.0.1:8080 &
+disown   # killed with the namespace on exit
 
 cat > "$WORK/resolv.conf" <<EOF
 nameserver 172.31.255.2
