@@ -50,12 +50,15 @@ pub fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpL
     Ok(s.into())
 }
 
-pub fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+/// A UDP socket on `addr` (IPv6 sockets are IPv6-only, so `[::]` and
+/// `0.0.0.0` can both be bound). `shared`: `SO_REUSEADDR`, so that a
+/// loopback socket and a wildcard one share the port.
+pub fn udp_socket(addr: SocketAddr, shared: bool) -> io::Result<std::net::UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
-    s.set_reuse_address(true)?;
+    s.set_reuse_address(shared)?;
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     Ok(s.into())

@@ -34,6 +34,9 @@ pub struct Options {
     pub clusters: [ClusterSettings; 4],
     /// Every mesh service cluster and local inbound cluster.
     pub mesh_settings: ClusterSettings,
+    /// This proxy's mesh: its Dataplane's, else `--mesh-name`, else `default`.
+    /// Policies of other meshes are ignored.
+    pub mesh_name: String,
     /// Non-mesh outbound traffic that may pass.
     pub passthrough: Passthrough,
     /// Services, their instances and this proxy's inbounds.
@@ -52,6 +55,49 @@ impl Options {
     pub fn cluster(&self, id: ClusterId) -> &ClusterSettings {
         &self.clusters[id.index()]
     }
+
+    /// For a reload: keeps what the `running` forwarder cannot change
+    /// without a restart (its sockets are bound, its privileges dropped),
+    /// with a warning for each difference.
+    pub fn keep_fixed(&mut self, running: &Options) -> Vec<String> {
+        let mut w = Vec::new();
+        let mut note = |what: &str| {
+            w.push(format!(
+                "{what} changed; that takes a restart: the running forwarder keeps its own"
+            ));
+        };
+        macro_rules! keep {
+            ($($field:ident => $what:literal),*) => { $(
+                if self.$field != running.$field {
+                    note($what);
+                    self.$field = running.$field.clone();
+                }
+            )* };
+        }
+        keep!(
+            outbound_port => "the outbound port",
+            inbound_port => "the inbound port",
+            ipv6 => "the IP family mode",
+            admin => "the admin address",
+            workers => "workers"
+        );
+        // The DNS port and whether it runs; resolv.conf may change.
+        let port = |o: &Options| o.dns.as_ref().map(|(p, _)| *p);
+        if port(self) != port(running) {
+            note("the DNS proxy (on/off or port)");
+            self.dns.clone_from(&running.dns);
+        }
+        if self.user.as_ref().map(|u| u.uid) != running.user.as_ref().map(|u| u.uid) {
+            note("--user");
+            self.user.clone_from(&running.user);
+        }
+        let vnet = |o: &Options| o.config.redirect.vnet.networks.clone();
+        if vnet(self) != vnet(running) {
+            note("the virtual networks (--vnet)");
+            self.config.redirect.vnet.networks = vnet(running);
+        }
+        w
+    }
 }
 
 /// The forwarder's own settings before defaults are filled in.
@@ -67,6 +113,7 @@ struct Own {
     /// A list from a later layer replaces an earlier one.
     dataplanes: Option<Vec<PathBuf>>,
     local_dataplane: Option<PathBuf>,
+    mesh_name: Option<String>,
 }
 
 impl Own {
@@ -83,8 +130,24 @@ impl Own {
             workers,
             user,
             dataplanes,
-            local_dataplane
+            local_dataplane,
+            mesh_name
         );
+    }
+}
+
+/// This proxy's mesh: the one its Dataplane files decided, else `--mesh-name`,
+/// else `default`. A `--mesh-name` that disagrees with the local Dataplane
+/// is an error.
+fn proxy_mesh(mesh: &Mesh, flag: Option<&str>) -> Result<String, UsageError> {
+    match (mesh.name.as_deref(), flag) {
+        (Some(m), Some(f)) if m != f => Err(UsageError::new(format!(
+            "invalid value '{f}' for --mesh-name: this proxy's Dataplane ({}) is in mesh {m}",
+            mesh.local.as_deref().unwrap_or("the --dataplane files")
+        ))),
+        (Some(m), _) => Ok(m.to_string()),
+        (None, Some(f)) => Ok(f.to_string()),
+        (None, None) => Ok("default".to_string()),
     }
 }
 
@@ -104,9 +167,18 @@ pub fn resolve(
         })?;
         own = file_layer(&path.display().to_string(), &text, &mut warnings)?;
     }
-    let effect = policy::load_files(&args.fwd.policy)?;
-    warnings.extend(effect.warnings.iter().cloned());
     let flags = flag_layer(&args.fwd)?;
+    let mut merged = own.clone();
+    merged.merge(flags.clone());
+    let mesh = mesh::load(
+        merged.dataplanes.as_deref().unwrap_or_default(),
+        merged.local_dataplane.as_deref(),
+        merged.mesh_name.as_deref(),
+        &mut warnings,
+    )?;
+    let mesh_name = proxy_mesh(&mesh, merged.mesh_name.as_deref())?;
+    let effect = policy::load_files(&args.fwd.policy, &mesh_name)?;
+    warnings.extend(effect.warnings.iter().cloned());
 
     let mut clusters = [ClusterSettings::default(); 4];
     for c in ClusterId::ALL {
@@ -119,12 +191,14 @@ pub fn resolve(
     own.patch.apply(&mut mesh_settings);
     effect.all.apply(&mut mesh_settings);
     flags.patch.apply(&mut mesh_settings);
-    own.merge(flags);
-    let mesh = mesh::load(
-        own.dataplanes.as_deref().unwrap_or_default(),
-        own.local_dataplane.as_deref(),
-        &mut warnings,
-    )?;
+    let own = merged;
+    let passthrough = effect.passthrough().unwrap_or_default();
+    if passthrough.blocks_everything() && mesh.services.is_empty() {
+        warnings.push(
+            "passthrough is off and no --dataplane file gives a mesh destination: every outbound connection will be blocked"
+                .to_string(),
+        );
+    }
 
     let r = &config.redirect;
     let dns_on = own.dns.unwrap_or(r.dns.enabled);
@@ -136,8 +210,9 @@ pub fn resolve(
         ipv6: config.ip_family_mode == IpFamilyMode::DualStack,
         clusters,
         mesh_settings,
-        passthrough: effect.passthrough.unwrap_or_default(),
+        passthrough,
         mesh,
+        mesh_name,
         drain_timeout: own.drain_timeout.unwrap_or(Duration::from_secs(5)),
         admin: own
             .admin
@@ -162,8 +237,33 @@ fn count(what: &str, v: &str) -> Result<u32, UsageError> {
     v.trim().parse::<u32>().map_err(|_| bad(what, v, COUNT))
 }
 
+/// A connection limit: 0 would refuse every connection of the cluster.
+fn limit(what: &str, v: &str) -> Result<u32, UsageError> {
+    match count(what, v)? {
+        0 => Err(bad(
+            what,
+            v,
+            "expected an integer in [1, 4294967295] (0 would refuse every connection; \
+             to block non-mesh traffic use a MeshPassthrough with passthroughMode: None)",
+        )),
+        n => Ok(n),
+    }
+}
+
 fn duration(what: &str, v: &str) -> Result<Duration, UsageError> {
     envoy_duration(v.trim().trim_matches('"')).map_err(|_| bad(what, v, DURATION))
+}
+
+/// A connect timeout: 0 would fail every connect.
+fn connect_timeout(what: &str, v: &str) -> Result<Duration, UsageError> {
+    match duration(what, v)? {
+        d if d.is_zero() => Err(bad(
+            what,
+            v,
+            "expected a duration above 0 such as 10s or 500ms (0 would fail every connect)",
+        )),
+        d => Ok(d),
+    }
 }
 
 fn admin(what: &str, v: &str) -> Result<Option<SocketAddr>, UsageError> {
@@ -180,6 +280,25 @@ fn admin(what: &str, v: &str) -> Result<Option<SocketAddr>, UsageError> {
     })
 }
 
+/// A mesh name, as Kuma names resources.
+fn mesh_name(what: &str, v: &str) -> Result<String, UsageError> {
+    let ok = !v.is_empty()
+        && v.len() <= 253
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !v.starts_with(['-', '.'])
+        && !v.ends_with(['-', '.']);
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(bad(
+            what,
+            v,
+            "expected a mesh name (lower-case letters, digits, '-' and '.')",
+        ))
+    }
+}
+
 fn workers(what: &str, v: &str) -> Result<usize, UsageError> {
     match v.trim().parse::<usize>() {
         Ok(n) if (1..=1024).contains(&n) => Ok(n),
@@ -188,23 +307,20 @@ fn workers(what: &str, v: &str) -> Result<usize, UsageError> {
 }
 
 fn flag_layer(f: &ForwarderFlags) -> Result<Own, UsageError> {
-    let c = |flag: &str, v: &Option<String>| {
+    type Check<T> = fn(&str, &str) -> Result<T, UsageError>;
+    fn flag<T>(check: Check<T>, name: &str, v: &Option<String>) -> Result<Option<T>, UsageError> {
         v.as_deref()
-            .map(|v| count(&format!("--{flag}"), v))
+            .map(|v| check(&format!("--{name}"), v))
             .transpose()
-    };
-    let d = |flag: &str, v: &Option<String>| {
-        v.as_deref()
-            .map(|v| duration(&format!("--{flag}"), v))
-            .transpose()
-    };
+    }
+    let d = |name: &str, v: &Option<String>| flag(duration, name, v);
     Ok(Own {
         patch: ClusterPatch {
-            max_connections: c("max-connections", &f.max_connections)?,
-            max_pending_requests: c("max-pending-requests", &f.max_pending_requests)?,
-            max_requests: c("max-requests", &f.max_requests)?,
-            max_retries: c("max-retries", &f.max_retries)?,
-            connect_timeout: d("connect-timeout", &f.connect_timeout)?,
+            max_connections: flag(limit, "max-connections", &f.max_connections)?,
+            max_pending_requests: flag(limit, "max-pending-requests", &f.max_pending_requests)?,
+            max_requests: flag(limit, "max-requests", &f.max_requests)?,
+            max_retries: flag(count, "max-retries", &f.max_retries)?,
+            connect_timeout: flag(connect_timeout, "connect-timeout", &f.connect_timeout)?,
             idle_timeout: d("idle-timeout", &f.idle_timeout)?,
         },
         drain_timeout: d("drain-timeout", &f.drain_timeout)?,
@@ -223,6 +339,11 @@ fn flag_layer(f: &ForwarderFlags) -> Result<Own, UsageError> {
         user: f.user.clone().filter(|s| !s.trim().is_empty()),
         dataplanes: (!f.dataplane.is_empty()).then(|| f.dataplane.clone()),
         local_dataplane: f.local_dataplane.clone(),
+        mesh_name: f
+            .mesh_name
+            .as_deref()
+            .map(|v| mesh_name("--mesh-name", v))
+            .transpose()?,
     })
 }
 
@@ -297,11 +418,12 @@ fn file_layer(file: &str, text: &str, warnings: &mut Vec<String>) -> Result<Own,
             )));
         };
         match key.as_str() {
-            "maxConnections" => own.patch.max_connections = Some(count(&what, &t)?),
-            "maxPendingRequests" => own.patch.max_pending_requests = Some(count(&what, &t)?),
-            "maxRequests" => own.patch.max_requests = Some(count(&what, &t)?),
+            "maxConnections" => own.patch.max_connections = Some(limit(&what, &t)?),
+            "maxPendingRequests" => own.patch.max_pending_requests = Some(limit(&what, &t)?),
+            "maxRequests" => own.patch.max_requests = Some(limit(&what, &t)?),
             "maxRetries" => own.patch.max_retries = Some(count(&what, &t)?),
-            "connectTimeout" => own.patch.connect_timeout = Some(duration(&what, &t)?),
+            "connectTimeout" => own.patch.connect_timeout = Some(connect_timeout(&what, &t)?),
+            "meshName" => own.mesh_name = Some(mesh_name(&what, &t)?),
             "idleTimeout" | "tcp.idleTimeout" => {
                 own.patch.idle_timeout = Some(duration(&what, &t)?)
             }

@@ -305,6 +305,15 @@ pub fn raise_nofile() {
     }
 }
 
+/// A temporary directory owned by the exempt user, where the forwarder
+/// (which opens its access log after dropping root) may write.
+pub fn exempt_user_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let uid = Some(nix::unistd::Uid::from_raw(crate::common::EXEMPT_UID));
+    nix::unistd::chown(dir.path(), uid, None).unwrap();
+    dir
+}
+
 pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();

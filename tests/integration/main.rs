@@ -8,6 +8,7 @@ mod cli;
 mod dataplane;
 mod firewalld;
 mod forwarder;
+mod fwd_dns;
 mod fwd_kernel;
 mod fwd_mesh;
 mod generated;
