@@ -29,7 +29,7 @@ pub struct ForwarderFlags {
     /// Print the effective settings (per-cluster limits and timeouts, passthrough, mesh services and their addresses) as YAML and exit.
     #[arg(long)]
     pub print_config: bool,
-    /// Forwarder settings file (YAML or JSON: maxConnections, maxPendingRequests, maxRequests, maxRetries, connectTimeout, idleTimeout, drainTimeout, adminAddress, accessLog, dns, workers, user, dataplanes, localDataplane, meshName).
+    /// Forwarder settings file (YAML or JSON: maxConnections, maxPendingRequests, maxRequests, maxRetries, connectTimeout, idleTimeout, drainTimeout, adminAddress, accessLog, dns, workers, user, dataplanes, localDataplane, meshName, clientKeepalive).
     #[arg(long, value_name = "FILE")]
     pub forwarder_config: Option<PathBuf>,
     /// Policy file (ProxyTemplate, MeshProxyPatch, Mesh, MeshPassthrough; YAML, several documents allowed). Repeatable.

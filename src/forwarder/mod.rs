@@ -199,7 +199,7 @@ fn bind_owned(opts: &Options) -> anyhow::Result<Bound> {
     let mut dual_stack = opts.ipv6;
     let mut tcp = |port: Option<u16>, what: &str| -> anyhow::Result<_> {
         port.map(|p| {
-            net::bind_tcp(p, opts.ipv6, 4096)
+            net::bind_tcp(p, opts.ipv6, 4096, opts.client_keepalive)
                 .map(|(l, v6)| {
                     dual_stack &= v6;
                     l

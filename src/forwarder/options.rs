@@ -13,6 +13,7 @@ use serde_yaml::Value;
 
 use super::cluster::{ClusterId, ClusterPatch, ClusterSettings};
 use super::mesh::{self, Mesh};
+use super::net::Keepalive;
 use super::policy::{self, Passthrough, envoy_duration};
 use crate::cli::forwarder::{ForwarderArgs, ForwarderFlags};
 use crate::config::{Config, IpFamilyMode};
@@ -42,6 +43,8 @@ pub struct Options {
     /// Services, their instances and this proxy's inbounds.
     pub mesh: Mesh,
     pub drain_timeout: Duration,
+    /// Keepalive of the clients' connections (`None`: off).
+    pub client_keepalive: Option<Keepalive>,
     pub admin: Option<SocketAddr>,
     pub access_log: Option<String>,
     pub user: Option<ResolvedUser>,
@@ -79,7 +82,8 @@ impl Options {
             inbound_port => "the inbound port",
             ipv6 => "the IP family mode",
             admin => "the admin address",
-            workers => "workers"
+            workers => "workers",
+            client_keepalive => "clientKeepalive"
         );
         // The DNS port and whether it runs; resolv.conf may change.
         let port = |o: &Options| o.dns.as_ref().map(|(p, _)| *p);
@@ -105,6 +109,7 @@ impl Options {
 struct Own {
     patch: ClusterPatch,
     drain_timeout: Option<Duration>,
+    client_keepalive: Option<Option<Keepalive>>,
     admin: Option<Option<SocketAddr>>,
     access_log: Option<String>,
     dns: Option<bool>,
@@ -124,6 +129,7 @@ impl Own {
         }
         take!(
             drain_timeout,
+            client_keepalive,
             admin,
             access_log,
             dns,
@@ -214,6 +220,7 @@ pub fn resolve(
         mesh,
         mesh_name,
         drain_timeout: own.drain_timeout.unwrap_or(Duration::from_secs(5)),
+        client_keepalive: own.client_keepalive.unwrap_or(Some(Keepalive::default())),
         admin: own
             .admin
             .unwrap_or(Some(SocketAddr::from(([127, 0, 0, 1], 9901)))),
@@ -324,6 +331,7 @@ fn flag_layer(f: &ForwarderFlags) -> Result<Own, UsageError> {
             idle_timeout: d("idle-timeout", &f.idle_timeout)?,
         },
         drain_timeout: d("drain-timeout", &f.drain_timeout)?,
+        client_keepalive: None,
         admin: f
             .admin_address
             .as_deref()
@@ -354,6 +362,55 @@ fn scalar(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+/// `clientKeepalive:` — `off`, or `{time, interval, probes}` (each
+/// optional, defaults 60s, 10s, 3).
+fn keepalive(what: &str, v: &Value) -> Result<Option<Keepalive>, UsageError> {
+    if let Some(t) = scalar(v) {
+        return match t.trim() {
+            "off" | "false" => Ok(None),
+            _ => Err(bad(
+                what,
+                &t,
+                "expected off, or a mapping of time, interval and probes",
+            )),
+        };
+    }
+    let Some(m) = v.as_mapping() else {
+        return Err(UsageError::new(format!(
+            "invalid value for {what}: expected off, or a mapping of time, interval and probes"
+        )));
+    };
+    let mut k = Keepalive::default();
+    for (key, v) in m {
+        let key = scalar(key).unwrap_or_default();
+        let at = format!("{what}, field {key}");
+        let t = scalar(v).unwrap_or_default();
+        let positive = |d: Duration| {
+            if d < Duration::from_secs(1) || d.subsec_nanos() != 0 {
+                Err(bad(&at, &t, "expected whole seconds, at least 1s"))
+            } else {
+                Ok(d)
+            }
+        };
+        match key.as_str() {
+            "time" => k.time = positive(duration(&at, &t)?)?,
+            "interval" => k.interval = positive(duration(&at, &t)?)?,
+            "probes" => {
+                k.probes = match count(&at, &t)? {
+                    n @ 1..=127 => n,
+                    _ => return Err(bad(&at, &t, "expected an integer in [1, 127]")),
+                }
+            }
+            _ => {
+                return Err(UsageError::new(format!(
+                    "unknown field {key} in {what}: expected time, interval, probes"
+                )));
+            }
+        }
+    }
+    Ok(Some(k))
 }
 
 /// `dataplanes:` — one path or a list of paths.
@@ -410,6 +467,10 @@ fn file_layer(file: &str, text: &str, warnings: &mut Vec<String>) -> Result<Own,
         let what = format!("key {key} in {file}");
         if key == "dataplanes" {
             own.dataplanes = Some(path_list(&what, v)?);
+            continue;
+        }
+        if key == "clientKeepalive" {
+            own.client_keepalive = Some(keepalive(&what, v)?);
             continue;
         }
         let Some(t) = scalar(v) else {
@@ -525,6 +586,72 @@ pub(crate) mod tests {
         let own = flag_layer(&flags).unwrap();
         assert_eq!(own.admin, Some(None));
         assert_eq!(own.patch.connect_timeout, Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn client_keepalive_settings() {
+        let mut w = Vec::new();
+        let own = file_layer("f.yaml", "clientKeepalive: {time: 2s, probes: 1}\n", &mut w).unwrap();
+        assert_eq!(
+            own.client_keepalive,
+            Some(Some(Keepalive {
+                time: Duration::from_secs(2),
+                interval: Duration::from_secs(10),
+                probes: 1
+            }))
+        );
+        let off = file_layer("f.yaml", "clientKeepalive: off\n", &mut w).unwrap();
+        assert_eq!(off.client_keepalive, Some(None));
+        let e = file_layer("f.yaml", "clientKeepalive: {time: 500ms}\n", &mut w).unwrap_err();
+        assert!(
+            e.0.contains("clientKeepalive, field time") && e.0.contains("'500ms'"),
+            "{e}"
+        );
+        let e = file_layer("f.yaml", "clientKeepalive: {probes: 0}\n", &mut w).unwrap_err();
+        assert!(e.0.contains("[1, 127]"), "{e}");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(defaults().client_keepalive, Some(Keepalive::default()));
+    }
+
+    #[test]
+    fn limits_of_zero_and_a_zero_connect_timeout_are_refused() {
+        let mut w = Vec::new();
+        for key in ["maxConnections", "maxPendingRequests", "maxRequests"] {
+            let e = file_layer("f.yaml", &format!("{key}: 0\n"), &mut w).unwrap_err();
+            assert!(e.0.contains(key) && e.0.contains("every connection"), "{e}");
+        }
+        file_layer("f.yaml", "maxRetries: 0\nidleTimeout: 0s\n", &mut w).unwrap();
+        let e = file_layer("f.yaml", "connectTimeout: 0s\n", &mut w).unwrap_err();
+        assert!(
+            e.0.contains("connectTimeout") && e.0.contains("every connect"),
+            "{e}"
+        );
+        for (flags, name) in [
+            (
+                ForwarderFlags {
+                    max_connections: Some("0".into()),
+                    ..Default::default()
+                },
+                "--max-connections",
+            ),
+            (
+                ForwarderFlags {
+                    connect_timeout: Some("0".into()),
+                    ..Default::default()
+                },
+                "--connect-timeout",
+            ),
+            (
+                ForwarderFlags {
+                    mesh_name: Some("Not_A_Mesh".into()),
+                    ..Default::default()
+                },
+                "--mesh-name",
+            ),
+        ] {
+            let e = flag_layer(&flags).unwrap_err();
+            assert!(e.0.contains(name), "{e}");
+        }
     }
 
     #[test]

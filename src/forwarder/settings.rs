@@ -93,6 +93,11 @@ impl Settings {
                 dns: o.dns.as_ref().map(|(p, _)| *p),
                 admin: o.admin,
                 ipv6: o.ipv6,
+                client_keepalive: o.client_keepalive.map(|k| KeepaliveView {
+                    time: duration_text(k.time),
+                    interval: duration_text(k.interval),
+                    probes: k.probes,
+                }),
             },
             drain_timeout: duration_text(o.drain_timeout),
             passthrough,
@@ -175,6 +180,15 @@ pub struct Listeners {
     pub dns: Option<u16>,
     pub admin: Option<SocketAddr>,
     pub ipv6: bool,
+    /// `null`: off.
+    pub client_keepalive: Option<KeepaliveView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeepaliveView {
+    pub time: String,
+    pub interval: String,
+    pub probes: u32,
 }
 
 #[derive(Debug, Serialize)]

@@ -11,6 +11,7 @@ mod forwarder;
 mod fwd_dns;
 mod fwd_kernel;
 mod fwd_mesh;
+mod fwd_ops;
 mod generated;
 mod golden;
 mod kernel;
