@@ -23,7 +23,7 @@ use tokio::sync::{Notify, watch};
 
 use super::accesslog::{AccessLog, Record};
 use super::cluster::{Cluster, ClusterSettings};
-use super::guard::{LoopGuard, Side, Verdict};
+use super::guard::{LoopGuard, Side, Started, Verdict};
 use super::net::{self, canonical, set_reset_on_close};
 use super::relay::{Conn, End, Moved, relay};
 use super::route::Route;
@@ -192,6 +192,13 @@ fn on_accept(sh: &Arc<Shared>, s: Socket, peer: SockAddr, side: Side) {
             return;
         }
     };
+    let verdict = sh.loop_verdict(side, peer, dst);
+    if verdict == Verdict::TakenOver {
+        // One of our abandoned connects (see guard.rs): a FIN, not a reset,
+        // so that its conntrack entry can be reopened. Not a client.
+        sh.stats.stale_conntrack.fetch_add(1, Relaxed);
+        return drop(s);
+    }
     let settings = sh.settings.load();
     let (cluster, to) = match settings.router.route(dst, inbound) {
         Route::Relay { cluster, to } => (cluster, Some(to)),
@@ -202,10 +209,10 @@ fn on_accept(sh: &Arc<Shared>, s: Socket, peer: SockAddr, side: Side) {
     st.cx_total.fetch_add(1, Relaxed);
     let refused = |why: &'static str, counter: &AtomicU64, s: Socket| {
         counter.fetch_add(1, Relaxed);
+        sh.guard.quarantine(peer, dst);
         refuse(s);
         sh.log(Record::refused(peer, dst, &c.name, started, why));
     };
-    let verdict = sh.loop_verdict(side, peer, dst);
     if verdict == Verdict::Loop {
         return refused("loop", &st.loop_refused, s);
     }
@@ -323,6 +330,9 @@ async fn handle(sh: Arc<Shared>, client: Socket, a: Accepted) {
             .await;
             drop(upstream);
             st.rq_active.fetch_sub(1, Relaxed);
+            if matches!(end, End::Reset | End::Drained) {
+                sh.guard.quarantine(peer, dst);
+            }
             match end {
                 End::IdleTimeout => st.idle_timeout.fetch_add(1, Relaxed),
                 End::Reset => st.reset.fetch_add(1, Relaxed),
@@ -343,6 +353,7 @@ async fn handle(sh: Arc<Shared>, client: Socket, a: Accepted) {
                     "drained"
                 }
             };
+            sh.guard.quarantine(peer, dst);
             set_reset_on_close(client.get_ref().as_fd());
             (Moved::default(), why)
         }
@@ -433,6 +444,10 @@ impl Drop for RetrySlot<'_> {
     }
 }
 
+/// Connects abandoned in a row because of stale conntrack entries before a
+/// connect fails (each one tried makes its entry reopenable).
+const MAX_TAKEN_OVER: u32 = 1024;
+
 /// Connects with the cluster's timeout per attempt. A refusal or an
 /// unreachable destination reported by the kernel is retried up to
 /// `max_retries` times while fewer than `max_retries` retries are in flight
@@ -448,11 +463,30 @@ async fn connect_upstream(
 ) -> Result<Conn, ConnectError> {
     let max = settings.limits.max_retries;
     let mut attempt = 0u32;
+    let mut taken_over = 0u32;
     loop {
-        let (sock, _local, rec) = sh
+        let (sock, rec) = match sh
             .guard
             .connect(side, dst, source, suspect)
-            .map_err(ConnectError::Failed)?;
+            .map_err(ConnectError::Failed)?
+        {
+            Started::Connecting(sock, _local, rec) => (sock, rec),
+            // A stale conntrack entry would take this 4-tuple over (see
+            // guard.rs): at once again, from the next port. Each such
+            // attempt also makes that entry reopenable, so this ends.
+            Started::TakenOver(rec) => {
+                sh.guard.done(rec);
+                sh.stats.stale_conntrack.fetch_add(1, Relaxed);
+                taken_over += 1;
+                if taken_over >= MAX_TAKEN_OVER {
+                    return Err(ConnectError::Failed(std::io::Error::new(
+                        ErrorKind::AddrNotAvailable,
+                        "every local port tried is held by a stale conntrack entry",
+                    )));
+                }
+                continue;
+            }
+        };
         let recorded = Recorded {
             guard: &sh.guard,
             rec: Some(rec),

@@ -63,6 +63,9 @@ pub struct Stats {
     pub dns: DnsStats,
     /// Connections accepted but not yet given a cluster (original destination lookup failed).
     pub no_original_dst: AtomicU64,
+    /// Upstream connects abandoned because the kernel gave them the 4-tuple
+    /// of a client we reset, whose conntrack entry would take them over.
+    pub stale_conntrack: AtomicU64,
     /// SIGHUP reloads that took effect.
     pub reloads: AtomicU64,
     /// SIGHUP reloads that failed (the settings in force were kept).
@@ -296,6 +299,13 @@ impl Stats {
              # TYPE tproxyctl_no_original_dst_total counter\n\
              tproxyctl_no_original_dst_total {}",
             self.no_original_dst.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tproxyctl_stale_conntrack_total Upstream connects made again from another port: the first had the addresses and ports of a client the forwarder reset, whose conntrack entry would have sent it back to the forwarder.\n\
+             # TYPE tproxyctl_stale_conntrack_total counter\n\
+             tproxyctl_stale_conntrack_total {}",
+            self.stale_conntrack.load(Relaxed)
         );
         let _ = writeln!(
             out,
