@@ -151,6 +151,8 @@ pub async fn send(sock: &UdpSocket, bytes: &[u8], to: SocketAddr, from: IpAddr) 
 struct Iface {
     name: String,
     loopback: bool,
+    /// When it was looked up.
+    at: Instant,
 }
 
 /// Decides which datagrams on a wildcard socket are answered.
@@ -158,11 +160,11 @@ struct Iface {
 pub struct Admission {
     /// `--vnet` entries: interface name (a trailing `+` is a prefix) and subnet.
     vnets: Vec<(String, IpNet)>,
-    /// Interface index → name, refreshed when an index is unknown or old.
-    cache: Mutex<(HashMap<u32, Iface>, Instant)>,
+    /// Interface index → name and flags, looked up again when old.
+    cache: Mutex<HashMap<u32, Iface>>,
 }
 
-/// How long the interface table is trusted (interfaces come and go with
+/// How long an interface lookup is trusted (interfaces come and go with
 /// containers; an index is not reused at once).
 const IFACE_CACHE: Duration = Duration::from_secs(5);
 
@@ -173,7 +175,7 @@ impl Admission {
                 .iter()
                 .map(|v| (v.interface.clone(), v.cidr.net))
                 .collect(),
-            cache: Mutex::new((HashMap::new(), Instant::now())),
+            cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -197,30 +199,48 @@ impl Admission {
 
     fn iface(&self, index: u32) -> Option<Iface> {
         let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if c.1.elapsed() > IFACE_CACHE || !c.0.contains_key(&index) {
-            *c = (interfaces(), Instant::now());
+        match c.get(&index) {
+            Some(i) if i.at.elapsed() < IFACE_CACHE => Some(i.clone()),
+            _ => {
+                let i = interface(index)?;
+                c.insert(index, i.clone());
+                Some(i)
+            }
         }
-        c.0.get(&index).cloned()
     }
 }
 
-/// The host's interfaces by index.
-fn interfaces() -> HashMap<u32, Iface> {
-    let mut out = HashMap::new();
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
-        return out;
-    };
-    for a in addrs {
-        if let Ok(index) = nix::net::if_::if_nametoindex(a.interface_name.as_str()) {
-            out.entry(index).or_insert_with(|| Iface {
-                loopback: a
-                    .flags
-                    .contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK),
-                name: a.interface_name.clone(),
-            });
-        }
+/// The name and loopback flag of interface `index`, with two ioctls on an
+/// AF_INET socket (`if_indextoname`, `SIOCGIFFLAGS`): no netlink socket,
+/// which a unit's `RestrictAddressFamilies=` may forbid.
+fn interface(index: u32) -> Option<Iface> {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: the buffer holds IF_NAMESIZE bytes, as if_indextoname requires.
+    if unsafe { libc::if_indextoname(index, name.as_mut_ptr()) }.is_null() {
+        return None;
     }
-    out
+    // SAFETY: if_indextoname wrote a NUL-terminated name into the buffer.
+    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).ok()?;
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads ifr_name and writes ifr_ifru.ifru_flags of
+    // the ifreq it is given, which lives for the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
+        return None;
+    }
+    // SAFETY: after SIOCGIFFLAGS the flags member is the one written.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    Some(Iface {
+        name,
+        loopback: i32::from(flags) & libc::IFF_LOOPBACK != 0,
+        at: Instant::now(),
+    })
 }
 
 #[cfg(test)]
@@ -244,8 +264,10 @@ mod tests {
 
     #[test]
     fn the_loopback_interface_is_found() {
-        let ifs = interfaces();
         let lo = nix::net::if_::if_nametoindex("lo").unwrap();
-        assert!(ifs[&lo].loopback, "{ifs:?}");
+        let i = interface(lo).unwrap();
+        assert_eq!(i.name, "lo");
+        assert!(i.loopback);
+        assert!(interface(u32::MAX).is_none());
     }
 }

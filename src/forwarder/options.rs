@@ -604,7 +604,7 @@ pub(crate) mod tests {
         assert_eq!(off.client_keepalive, Some(None));
         let e = file_layer("f.yaml", "clientKeepalive: {time: 500ms}\n", &mut w).unwrap_err();
         assert!(
-            e.0.contains("clientKeepalive, field time") && e.0.contains("'500ms'"),
+            e.0.contains("clientKeepalive in f.yaml, field time") && e.0.contains("'500ms'"),
             "{e}"
         );
         let e = file_layer("f.yaml", "clientKeepalive: {probes: 0}\n", &mut w).unwrap_err();

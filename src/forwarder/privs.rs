@@ -46,12 +46,17 @@ pub fn drop_to(user: &ResolvedUser) -> anyhow::Result<()> {
         return Ok(());
     }
     // Dropping bounding-set capabilities needs CAP_SETPCAP: before setuid.
-    if !uid.is_root() {
-        caps::clear(None, CapSet::Bounding)
-            .map_err(|e| anyhow::anyhow!("clearing the capability bounding set: {e}"))?;
+    // A supervisor may start us with a bounding set that lacks it (a
+    // systemd unit's CapabilityBoundingSet=); what is left then is said
+    // below, and it is harmless: nothing is permitted after setuid, and
+    // no_new_privs keeps exec from granting it.
+    let bounding = if uid.is_root() {
+        Ok(())
+    } else {
         caps::clear(None, CapSet::Ambient)
             .map_err(|e| anyhow::anyhow!("clearing the ambient capabilities: {e}"))?;
-    }
+        caps::clear(None, CapSet::Bounding)
+    };
     setgroups(&[]).context("clearing supplementary groups (is the forwarder started as root?)")?;
     setgid(gid).with_context(|| format!("switching to GID {gid}"))?;
     setuid(uid).with_context(|| format!("switching to UID {uid}"))?;
@@ -74,7 +79,17 @@ pub fn drop_to(user: &ResolvedUser) -> anyhow::Result<()> {
     }
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     if let Some(left) = capabilities_left(&status) {
-        bail!("capabilities are left after switching to UID {uid}: {left}");
+        match (
+            &bounding,
+            left.split(", ").all(|c| c.starts_with("CapBnd ")),
+        ) {
+            (Err(e), true) => crate::ui::warn(format!(
+                "the capability bounding set could not be cleared ({e}; give the forwarder \
+                 CAP_SETPCAP in its bounding set to clear it): {left} stays, unusable \
+                 (no capability is permitted and no_new_privs is set)"
+            )),
+            _ => bail!("capabilities are left after switching to UID {uid}: {left}"),
+        }
     }
     Ok(())
 }

@@ -784,3 +784,61 @@ fn after_an_overload_no_innocent_connection_is_reset() {
         "the scenario did not happen"
     );
 }
+
+#[test]
+fn under_a_bounding_set_without_setpcap_it_starts_and_says_what_stays() {
+    require_kernel!();
+    // As a systemd unit with CapabilityBoundingSet=CAP_SETUID CAP_SETGID
+    // starts it: the bounding set cannot be cleared without CAP_SETPCAP.
+    let ns = Netns::new("bnd");
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
+    let mut child = crate::common::Spawned(
+        ns.cmd(
+            "setpriv",
+            &[
+                "--bounding-set=-all,+setuid,+setgid",
+                "--no-new-privs",
+                crate::common::bin(),
+                "forwarder",
+                "--user",
+                EXEMPT_USER,
+                "--kuma-dp-user",
+                EXEMPT_USER,
+                "--receipt",
+                dir.path().join("none.json").to_str().unwrap(),
+            ],
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap(),
+    );
+    let t = Instant::now();
+    while !in_ns(&ns, || {
+        http_get("127.0.0.1:9901".parse().unwrap(), "/ready")
+    })
+    .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            panic!(
+                "exited {s}: {}",
+                std::fs::read_to_string(dir.path().join("stderr")).unwrap()
+            );
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let err = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    assert!(err.contains("bounding set could not be cleared"), "{err}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
+    for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+        let line = status.lines().find(|l| l.starts_with(set)).unwrap();
+        assert!(line.ends_with("0000000000000000"), "{line}");
+    }
+    assert!(
+        status.contains(&format!("Uid:\t{EXEMPT_UID}\t{EXEMPT_UID}")),
+        "{status}"
+    );
+}
