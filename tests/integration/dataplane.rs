@@ -613,7 +613,7 @@ fn every_validation_error_exits_2_naming_flag_field_and_value() {
         ),
         (
             vec!["--port", "65536"],
-            "invalid value '65536' for --port (networking.inbound[0].port): must be in the range [1, 65535]",
+            "invalid value '65536' for --port (networking.inbound[0].port): port must be in the range [1, 65535]",
         ),
         (
             vec!["--port", "http"],
@@ -621,7 +621,7 @@ fn every_validation_error_exits_2_naming_flag_field_and_value() {
         ),
         (
             vec!["--service-port", "70000"],
-            "invalid value '70000' for --service-port (networking.inbound[0].servicePort): must be in the range [1, 65535]",
+            "invalid value '70000' for --service-port (networking.inbound[0].servicePort): port must be in the range [1, 65535]",
         ),
         (
             vec!["--service-address", "localhost"],
@@ -669,29 +669,37 @@ fn every_validation_error_exits_2_naming_flag_field_and_value() {
         ),
         (
             vec!["--reachable-backend", "kind=MeshService"],
-            "--reachable-backend (networking.transparentProxying.reachableBackends.refs[0]) is required: either name or labels is required",
+            "--reachable-backend (networking.transparentProxying.reachableBackends.refs[0].name) is required: name or labels are required",
         ),
         (
             vec![
                 "--reachable-backend",
                 "kind=MeshService,namespace=ns,labels=a:b",
             ],
-            "invalid value 'ns' for --reachable-backend (networking.transparentProxying.reachableBackends.refs[0].namespace): namespace can only be used together with name",
+            "--reachable-backend (networking.transparentProxying.reachableBackends.refs[0].name) is required: name is required when namespace is defined",
         ),
         (
             vec![
                 "--reachable-backend",
                 "kind=MeshService,name=redis,labels=a:b",
             ],
-            "invalid value 'name=redis' for --reachable-backend (networking.transparentProxying.reachableBackends.refs[0].labels): labels cannot be combined with name or namespace",
+            "invalid value 'name=redis' for --reachable-backend (networking.transparentProxying.reachableBackends.refs[0].labels): labels cannot be defined when name or namespace is specified",
         ),
         (
             vec!["--reachable-backend", "kind=MeshService,name=Redis!"],
-            "invalid value 'Redis!' for --reachable-backend (networking.transparentProxying.reachableBackends.refs[0].name): must be lowercase letters",
+            "invalid value 'Redis!' for --reachable-backend (networking.transparentProxying.reachableBackends.refs[0].name): must be a lowercase RFC 1123 subdomain",
         ),
         (
             vec!["--reachable-backend", "kind=MeshService,name=redis,port=0"],
-            "invalid value '0' for --reachable-backend (networking.transparentProxying.reachableBackends.refs[0].port): must be in the range [1, 65535]",
+            "invalid value '0' for --reachable-backend (networking.transparentProxying.reachableBackends.refs[0].port): port must be in the range [1, 65535]",
+        ),
+        // Issue 8 item 8: a Universal Dataplane's refs have no namespace (as in the forwarder).
+        (
+            vec![
+                "--reachable-backend",
+                "kind=MeshService,name=redis,namespace=kuma-demo",
+            ],
+            "invalid value 'kuma-demo' for --reachable-backend (networking.transparentProxying.reachableBackends.refs[0].namespace): a Universal Dataplane's refs have no namespace",
         ),
         (
             vec!["--reachable-backend", "kind=MeshService,nme=redis"],
@@ -724,7 +732,8 @@ fn every_validation_error_exits_2_naming_flag_field_and_value() {
             .stdout("")
             .stderr(predicate::str::contains(want).from_utf8());
     }
-    // Nothing given: every required field is named at once.
+    // Nothing given: every required field is named at once. Since Kuma 2.14
+    // neither an inbound nor the service tag is required...
     tproxyctl()
         .assert()
         .code(2)
@@ -732,11 +741,23 @@ fn every_validation_error_exits_2_naming_flag_field_and_value() {
         .stderr(predicate::str::contains(
             "--address (networking.address) is required",
         ))
+        .stderr(predicate::str::contains("--port").not());
+    // ... but they are for older control planes.
+    tproxyctl()
+        .args(["--name", "dp", "--address", "10.0.0.5"])
+        .arg("--require-service-tag")
+        .assert()
+        .code(2)
         .stderr(predicate::str::contains(
-            "--port (networking.inbound[0].port) is required",
-        ))
+            "--port (networking.inbound) is required: has to contain at least one inbound interface or gateway",
+        ));
+    tproxyctl()
+        .args(["--name", "dp", "--address", "10.0.0.5", "--port", "8080"])
+        .arg("--require-service-tag")
+        .assert()
+        .code(2)
         .stderr(predicate::str::contains(
-            "--service (networking.inbound[0].tags[\"kuma.io/service\"]) is required",
+            "--service (networking.inbound[0].tags[\"kuma.io/service\"]) is required: tag has to exist: every inbound needs the kuma.io/service tag",
         ));
     // Field flags and --template are exclusive (clap, exit 2).
     tproxyctl()
@@ -772,7 +793,7 @@ fn round_trip_is_stable_and_json_matches_yaml() {
         "--reachable-service",
         "redis_kuma-demo_svc_6379",
         "--reachable-backend",
-        "kind=MeshService,name=redis,namespace=kuma-demo,port=6379",
+        "kind=MeshService,name=redis,port=6379",
         "--reachable-backend",
         "kind=MeshMultiZoneService,labels=kuma.io/display-name:test-server",
     ];
