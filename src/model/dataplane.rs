@@ -807,11 +807,15 @@ pub fn split_documents(text: &str) -> Vec<(usize, String)> {
             continue;
         };
         docs.push((start, std::mem::take(&mut current)));
-        start = i + 1;
+        // The next document starts on the marker line when the marker
+        // carries content, else on the line after it (lines are 1-based).
         let rest = rest.trim();
         if !rest.is_empty() && !rest.starts_with('#') {
+            start = i + 1;
             current.push_str(rest);
             current.push('\n');
+        } else {
+            start = i + 2;
         }
     }
     docs.push((start, current));
@@ -1256,6 +1260,63 @@ networking:
         let diffs = compare_transparent_proxying(&valid(), &cfg);
         assert_eq!(diffs.len(), 1);
         assert!(diffs[0].starts_with("networking.transparentProxying is missing"));
+    }
+
+    #[test]
+    fn documents_split_at_marker_lines() {
+        let text =
+            "---\n# only a comment\n---\na: 1\n---a: not a marker\n--- # c\n\nb: 2\n--- c: 3\n";
+        assert_eq!(
+            split_documents(text),
+            vec![
+                (4, "a: 1\n---a: not a marker\n".to_string()),
+                (7, "\nb: 2\n".to_string()),
+                (9, "c: 3\n".to_string()),
+            ]
+        );
+        assert!(split_documents("").is_empty());
+        assert!(split_documents("# x\n---\n\n").is_empty());
+    }
+
+    #[test]
+    fn streams_arrays_and_lists_of_dataplanes() {
+        let one = |name: &str| {
+            format!(
+                "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: 10.0.0.1\n"
+            )
+        };
+        let stream = format!("{}---\n{}", one("a"), one("b"));
+        let docs = parse_stream(&stream).unwrap();
+        assert_eq!(
+            docs.iter()
+                .map(|d| (d.dp.name.as_str(), d.position()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("a", "document 1 (line 1)".to_string()),
+                ("b", "document 2 (line 7)".to_string())
+            ]
+        );
+        let array = serde_json::to_string(&[
+            Dataplane::from_text(&one("a")).unwrap(),
+            Dataplane::from_text(&one("b")).unwrap(),
+        ])
+        .unwrap();
+        let docs = parse_stream(&array).unwrap();
+        assert_eq!(docs[1].dp.name, "b");
+        assert_eq!(docs[1].position(), "document 1, item 2");
+        let list = parse_stream("items:\n- type: Dataplane\n  name: x\ntotal: 1\n").unwrap();
+        assert_eq!(list[0].dp.name, "x");
+        // Errors name the document and the field.
+        let err = parse_stream(&format!(
+            "{}---\nnetworking:\n  inbound:\n  - port: eighty\n",
+            one("a")
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("document 2 (line 7): networking.inbound[0]: invalid value 'eighty'"),
+            "{err}"
+        );
+        assert!(parse_stream("# nothing\n").unwrap().is_empty());
     }
 
     #[test]
