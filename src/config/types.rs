@@ -472,7 +472,7 @@ pub fn proto_duration(t: &str) -> Result<Duration, String> {
         && f.is_finite()
         && f >= 0.0
     {
-        return Ok(Duration::from_secs_f64(f));
+        return Duration::try_from_secs_f64(f).map_err(|_| format!("{t} is too long"));
     }
     parse_duration(t)
 }

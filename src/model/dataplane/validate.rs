@@ -751,6 +751,28 @@ mod tests {
     }
 
     #[test]
+    fn service_probe_values_are_checked_without_panicking() {
+        let dp = Dataplane::from_text(
+            "type: Dataplane\nmesh: m\nname: n\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 80\n    serviceProbe:\n      interval: 1e30s\n      timeout: soon\n      healthyThreshold: -1\n      unhealthyThreshold: \"3\"\n",
+        )
+        .unwrap();
+        let fields: Vec<String> = dp
+            .validate()
+            .errors
+            .into_iter()
+            .map(|e| format!("{} {}", e.field, e.value.unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "networking.inbound[0].serviceProbe.interval 1e30s",
+                "networking.inbound[0].serviceProbe.timeout soon",
+                "networking.inbound[0].serviceProbe.healthyThreshold -1",
+            ]
+        );
+    }
+
+    #[test]
     fn request_uris_as_go_parses_them() {
         for ok in ["/healthz", "/", "http://h/x", "a+b:x"] {
             assert!(is_request_uri(ok), "{ok}");
