@@ -772,6 +772,45 @@ mod tests {
         );
     }
 
+    /// Hostile values in every field the validation reads: errors, never a
+    /// panic (parse errors are fine too).
+    #[test]
+    fn hostile_values_never_panic() {
+        let values = [
+            "", "~", "-1", "0", "1e400", "99999999999999999999", "[]", "{}", "[1, {a: b}]",
+            "true", "\"\"", "\"0\"", "::", "0.0.0.0", "\"x:y\"", "\"é\"", "!!binary aGk=",
+        ];
+        let templates = [
+            "networking:\n  address: V\n",
+            "networking:\n  admin: V\n",
+            "networking:\n  admin:\n    port: V\n",
+            "networking:\n  gateway: V\n",
+            "networking:\n  gateway:\n    type: V\n    tags: V\n",
+            "networking:\n  inbound:\n  - port: 1\n    address: V\n    serviceAddress: V\n    tags:\n      k: V\n",
+            "networking:\n  inbound:\n  - port: 1\n    serviceProbe: V\n",
+            "networking:\n  inbound:\n  - port: 1\n    serviceProbe:\n      interval: V\n      timeout: V\n      healthyThreshold: V\n",
+            "networking:\n  outbound: V\n",
+            "networking:\n  outbound:\n  - port: V\n    address: V\n    backendRef: V\n",
+            "networking:\n  outbound:\n  - port: 1\n    backendRef:\n      kind: V\n      port: V\n      labels: V\n",
+            "probes: V\n",
+            "probes:\n  port: V\n  endpoints: V\n",
+            "probes:\n  endpoints:\n  - inboundPort: V\n    inboundPath: V\n    path: V\n",
+            "networking:\n  transparentProxying:\n    reachableBackends:\n      refs:\n      - kind: V\n        name: V\n        namespace: V\n        port: V\n",
+        ];
+        for t in templates {
+            for v in values {
+                let text = format!("type: Dataplane\nmesh: m\nname: n\n{}", t.replace('V', v));
+                if let Ok(dp) = Dataplane::from_text(&text) {
+                    let _ = dp.validate();
+                    let _ = dp.validate_with(Rules {
+                        require_service_tag: true,
+                        kubernetes_refs: true,
+                    });
+                }
+            }
+        }
+    }
+
     #[test]
     fn request_uris_as_go_parses_them() {
         for ok in ["/healthz", "/", "http://h/x", "a+b:x"] {
