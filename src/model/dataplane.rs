@@ -858,8 +858,11 @@ pub fn parse_stream(text: &str) -> Result<Vec<Document>, String> {
             _ => None,
         };
         let Some(items) = items else {
-            // One Dataplane: parsed from its own text, so positions are right.
-            let dp = Dataplane::from_text(doc).map_err(|e| at(&e))?;
+            // One Dataplane, from the value already parsed; on an error the
+            // text is parsed again so that the message has its position.
+            let dp = Dataplane::deserialize(value)
+                .or_else(|_| Dataplane::from_text(doc))
+                .map_err(|e| at(&e))?;
             out.push(Document {
                 dp,
                 document,
@@ -869,9 +872,9 @@ pub fn parse_stream(text: &str) -> Result<Vec<Document>, String> {
             continue;
         };
         for (i, item) in items.iter().enumerate() {
-            // Through text, so that the model's errors keep their field path.
-            let dp = serde_yaml::to_string(item)
-                .and_then(|t| Dataplane::from_text(&t))
+            // On an error, through text, so that the message has the field path.
+            let dp = Dataplane::deserialize(item)
+                .or_else(|_| serde_yaml::to_string(item).and_then(|t| Dataplane::from_text(&t)))
                 .map_err(|e| format!("document {document}, item {}: {e}", i + 1))?;
             out.push(Document {
                 dp,
