@@ -47,9 +47,11 @@ pub fn run(args: &GenerateDataplaneArgs) -> anyhow::Result<Exit> {
         )
         .into());
     }
+    // A --check file is a Universal Dataplane whatever --output says.
     let rules = Rules {
         require_service_tag: args.require_service_tag,
-        kubernetes_refs: args.output == DataplaneOutput::KubernetesAnnotations,
+        kubernetes_refs: args.check.is_none()
+            && args.output == DataplaneOutput::KubernetesAnnotations,
     };
     if let Some(path) = &args.check {
         return check(args, path, rules);
@@ -116,6 +118,56 @@ pub fn run(args: &GenerateDataplaneArgs) -> anyhow::Result<Exit> {
 /// and document when the file holds several).
 fn check(args: &GenerateDataplaneArgs, path: &Path, rules: Rules) -> anyhow::Result<Exit> {
     let shown = path.display().to_string();
+    let dps = load_checked(path, &shown, rules)?;
+    let several = dps.len() > 1;
+    let (cfg, against) = rules_to_compare_with(args)?;
+    let mut lines = Vec::new();
+    let mut differing = 0;
+    for (label, dp) in &dps {
+        let diffs = dpm::compare_transparent_proxying(dp, &cfg);
+        differing += usize::from(!diffs.is_empty());
+        lines.extend(
+            diffs
+                .into_iter()
+                .map(|d| if several { format!("{label}: {d}") } else { d }),
+        );
+    }
+    if lines.is_empty() {
+        ui::info(if several {
+            format!(
+                "the {} Dataplanes in {shown} agree with {against}",
+                dps.len()
+            )
+        } else {
+            format!("{shown} agrees with {against}")
+        });
+        return Ok(Exit::Success);
+    }
+    let mut out = std::io::stdout().lock();
+    for l in &lines {
+        writeln!(out, "{l}").context("writing the differences to stdout")?;
+    }
+    out.flush().context("writing the differences to stdout")?;
+    let count = format!(
+        "{} difference{}",
+        lines.len(),
+        if lines.len() == 1 { "" } else { "s" }
+    );
+    ui::info(if several {
+        format!(
+            "{differing} of {} Dataplanes in {shown} differ from {against} ({count})",
+            dps.len()
+        )
+    } else {
+        format!("{count} between {shown} and {against}")
+    });
+    Ok(Exit::Failure)
+}
+
+/// The Dataplanes of a `--check` file, each completed (`type`, `mesh`) and
+/// validated; problems of every Dataplane make one usage error. Each comes
+/// with its label for difference lines (empty when the file holds one).
+fn load_checked(path: &Path, shown: &str, rules: Rules) -> anyhow::Result<Vec<Sourced>> {
     let docs = dpm::load_stream(path).map_err(|e| UsageError::new(format!("{e:#}")))?;
     if docs.is_empty() {
         return Err(UsageError::new(format!(
@@ -133,7 +185,7 @@ fn check(args: &GenerateDataplaneArgs, path: &Path, rules: Rules) -> anyhow::Res
                 format!("Dataplane {} in {}", d.dp.name, d.position()),
             )
         } else {
-            (shown.clone(), String::new())
+            (shown.to_string(), String::new())
         };
         let mut dp = d.dp;
         fill_type_and_mesh(&mut dp, &from, None);
@@ -145,9 +197,14 @@ fn check(args: &GenerateDataplaneArgs, path: &Path, rules: Rules) -> anyhow::Res
     if !errors.is_empty() {
         return Err(UsageError::new(errors.join("\n")).into());
     }
+    Ok(dps)
+}
 
+/// What `--check` compares with: the installed rules (the receipt) or, without
+/// a receipt, the configuration; and how to name it in messages.
+fn rules_to_compare_with(args: &GenerateDataplaneArgs) -> anyhow::Result<(Config, String)> {
     let receipt_path = receipt::path_or_default(args.receipt.receipt.as_deref());
-    let (cfg, against) = match receipt::load(&receipt_path)? {
+    Ok(match receipt::load(&receipt_path)? {
         Some(r) => (
             r.config,
             format!("the installed rules (receipt {})", receipt_path.display()),
@@ -165,49 +222,7 @@ fn check(args: &GenerateDataplaneArgs, path: &Path, rules: Rules) -> anyhow::Res
                 ),
             )
         }
-    };
-    let mut lines = Vec::new();
-    let mut differing = 0;
-    for (label, dp) in &dps {
-        let diffs = dpm::compare_transparent_proxying(dp, &cfg);
-        differing += usize::from(!diffs.is_empty());
-        lines.extend(
-            diffs
-                .into_iter()
-                .map(|d| if several { format!("{label}: {d}") } else { d }),
-        );
-    }
-    let plural =
-        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
-    if lines.is_empty() {
-        ui::info(if several {
-            format!(
-                "the {} Dataplanes in {shown} agree with {against}",
-                dps.len()
-            )
-        } else {
-            format!("{shown} agrees with {against}")
-        });
-        return Ok(Exit::Success);
-    }
-    let mut out = std::io::stdout().lock();
-    for l in &lines {
-        writeln!(out, "{l}").context("writing the differences to stdout")?;
-    }
-    out.flush().context("writing the differences to stdout")?;
-    ui::info(if several {
-        format!(
-            "{differing} of {} Dataplanes in {shown} differ from {against} ({})",
-            dps.len(),
-            plural(lines.len(), "difference", "differences")
-        )
-    } else {
-        format!(
-            "{} between {shown} and {against}",
-            plural(lines.len(), "difference", "differences")
-        )
-    });
-    Ok(Exit::Failure)
+    })
 }
 
 /// Where a Dataplane came from, for messages: the flags, a template (and
