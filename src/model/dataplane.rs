@@ -5,8 +5,10 @@
 //! `reachableServices` / `reachableBackends`).
 //!
 //! Any Universal Dataplane in YAML or JSON parses: the fields this tool reasons
-//! about are typed, everything else (`metrics`, `probes`, `gateway`, inbound
-//! `health`, …) is kept in order in `extra` maps and written back unchanged.
+//! about are typed, everything else (`metrics`, `probes`, `gateway`,
+//! `admin`, inbound `health` and `serviceProbe`, …) is kept in order in
+//! `extra` maps and written back unchanged; validation reads the parts Kuma
+//! checks from there.
 //! Missing values (as a template leaves them: `port:` with nothing after it)
 //! parse as empty and are reported by [`Dataplane::validate`], which applies
 //! Kuma 2.14's rules (see [`validate`]) and names the field, the value and

@@ -10,6 +10,11 @@
 //! difference, so the output always matches the rules. A template without the
 //! section stays without it (a Dataplane that does not use the transparent
 //! proxy, as in seed 003), with a warning when the rules redirect traffic.
+//!
+//! A template or `--check` file may hold several Dataplanes: a template is
+//! split at its `---` lines and each document rendered on its own, as
+//! `kumactl apply` does; every Dataplane is validated, and problems of all of
+//! them are reported together, each named by document and line.
 
 use std::io::{Read, Write};
 use std::path::Path;

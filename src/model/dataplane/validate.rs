@@ -720,7 +720,7 @@ fn backend_ref(at: &str, r: &BackendRef, rules: Rules, v: &mut Validation) {
 
 /// Why a Universal ref cannot carry a namespace (the forwarder, which reads
 /// Universal Dataplanes, refuses it through [`Dataplane::validate`] too).
-pub const UNIVERSAL_NAMESPACE_RULE: &str = "a Universal Dataplane's refs have no namespace: \
+const UNIVERSAL_NAMESPACE_RULE: &str = "a Universal Dataplane's refs have no namespace: \
      namespaces exist on Kubernetes only, and a Universal MeshService is named by its \
      kuma.io/service tag (for a Pod, use -o kubernetes-annotations)";
 
