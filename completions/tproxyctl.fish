@@ -184,6 +184,7 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish
 json\t'The Dataplane as JSON'
 kubernetes-annotations\t'The Kubernetes Pod annotations for reachable services and backends'"
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l check -d 'Compare this Dataplane file\'s transparentProxying with the installed rules (or the configuration); exit 1 on a difference' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l require-service-tag -d 'Also apply the rules of Kuma control planes before 2.14: at least one inbound (or a gateway), and a kuma.io/service tag on every inbound'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -s V -l version -d 'Print version'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "dataplane" -d 'Render the Universal Dataplane resource that matches the rules'

@@ -463,6 +463,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     })
 }
 
+/// A protobuf JSON duration (`"99s"`, `"0.5s"`, as Envoy and Kuma resources
+/// write them) or the [`parse_duration`] form (`2s`, `3h`, `500ms`).
+pub fn proto_duration(t: &str) -> Result<Duration, String> {
+    let t = t.trim();
+    if let Some(secs) = t.strip_suffix('s')
+        && let Ok(f) = secs.parse::<f64>()
+        && f.is_finite()
+        && f >= 0.0
+    {
+        return Duration::try_from_secs_f64(f).map_err(|_| format!("{t} is too long"));
+    }
+    parse_duration(t)
+}
+
 /// Serializes a duration the way it is written (`2s`).
 pub mod duration_text {
     use super::*;

@@ -271,13 +271,8 @@ impl<'a> Reach<'a> {
                         l.what, r.kind
                     )));
                 }
-                if !r.namespace.is_empty() {
-                    return Err(UsageError::new(format!(
-                        "{}: {at}.namespace '{}' cannot be honoured: namespaces exist on Kubernetes \
-                         only; a Universal MeshService is named by its kuma.io/service tag",
-                        l.what, r.namespace
-                    )));
-                }
+                // A `namespace` never gets here: `Dataplane::validate` refuses it
+                // in a Universal Dataplane (see `one`).
             }
         }
         Ok(Reach { services, refs })

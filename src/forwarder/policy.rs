@@ -25,7 +25,6 @@ use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
 use super::cluster::{ClusterId, ClusterPatch};
-use crate::config::types::parse_duration;
 use crate::error::UsageError;
 
 /// Which non-mesh outbound destinations may pass (mesh destinations always do).
@@ -770,15 +769,7 @@ fn parse_value(v: &Value) -> Result<Value, String> {
 
 /// Envoy's JSON duration (`"99s"`, `"0.5s"`) or the `2s`/`3h`/`500ms` form.
 pub fn envoy_duration(t: &str) -> Result<Duration, String> {
-    let t = t.trim();
-    if let Some(secs) = t.strip_suffix('s')
-        && let Ok(f) = secs.parse::<f64>()
-        && f.is_finite()
-        && f >= 0.0
-    {
-        return Ok(Duration::from_secs_f64(f));
-    }
-    parse_duration(t)
+    crate::config::types::proto_duration(t)
 }
 
 #[cfg(test)]

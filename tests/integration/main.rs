@@ -6,6 +6,7 @@ mod common;
 
 mod cli;
 mod dataplane;
+mod dataplane_kuma;
 mod firewalld;
 mod forwarder;
 mod fwd_dns;

@@ -232,13 +232,21 @@ fn unsupported_backend_refs_are_errors_naming_field_and_value() {
             ),
         "{e}"
     );
-    let e = mesh_with(
-        "    reachableBackends:\n      refs:\n      - kind: MeshService\n        name: b\n        namespace: kuma-demo\n",
+    // A namespace: refused in any Universal Dataplane by the model's validation.
+    let e = parse(
+        "a.yaml",
+        &with_tp(
+            dp("a-1", "10.0.0.1", &[(8080, "a")]),
+            "    reachableBackends:\n      refs:\n      - kind: MeshService\n        name: b\n        namespace: kuma-demo\n",
+        ),
     )
     .unwrap_err()
     .0;
     assert!(
-        e.contains("refs[0].namespace 'kuma-demo' cannot be honoured"),
+        e.contains(
+            "invalid value 'kuma-demo' for networking.transparentProxying.reachableBackends.refs[0].namespace: \
+             a Universal Dataplane's refs have no namespace"
+        ),
         "{e}"
     );
     // Another Dataplane's refs are not this proxy's business.
