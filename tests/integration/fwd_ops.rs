@@ -599,7 +599,8 @@ fn a_client_gone_while_its_data_waits_for_an_upstream_that_never_reads_frees_bot
         "f.yaml",
         "clientKeepalive: {time: 1s, interval: 1s, probes: 2}\n",
     );
-    let f = Forwarder::start(&p.a, &["--forwarder-config", path(&cfg)]);
+    // One worker: one pipe pool, so the count of pipes is exact.
+    let f = Forwarder::start(&p.a, &["--forwarder-config", path(&cfg), "--workers", "1"]);
     let pipes = f.fds("pipe:");
     // Fills the forwarder's pipe and both socket buffers, then leaves.
     let fill = |linger: bool| {
@@ -642,6 +643,20 @@ fn a_client_gone_while_its_data_waits_for_an_upstream_that_never_reads_frees_bot
             );
             std::thread::sleep(Duration::from_millis(25));
         }
+        // Neither the client's socket nor the upstream one is left.
+        let left = p.a.run_ok(
+            "ss",
+            &[
+                "-Htn",
+                "state",
+                "all",
+                "( dport = :7400 or sport = :15001 )",
+            ],
+        );
+        assert!(
+            !left.contains("ESTAB") && !left.contains("CLOSE-WAIT"),
+            "{what}: {left}"
+        );
     }
     assert_eq!(f.stat("reset_total", OUT4), 2);
     assert_eq!(f.stat("idle_timeout_total", OUT4), 0);
