@@ -122,16 +122,32 @@ impl Mesh {
 
 /// Reads the `--dataplane` files and the `--local-dataplane` file and builds
 /// the mesh. Without `local`, this proxy's Dataplane is the one whose
-/// `networking.address` is an address of this host, if exactly one is.
+/// `networking.address` is an address of this host, if exactly one is; and
+/// when `mesh` (`--mesh-name`) is given, Dataplanes of other meshes are left
+/// out first, with a warning.
 pub fn load(
     dataplanes: &[impl AsRef<Path>],
     local: Option<&Path>,
+    mesh: Option<&str>,
     warnings: &mut Vec<String>,
 ) -> Result<Mesh, UsageError> {
     let mut all = Vec::new();
     for p in dataplanes {
         let p = p.as_ref();
         all.extend(parse(&p.display().to_string(), &read(p, "--dataplane")?)?);
+    }
+    if let (Some(m), None) = (mesh, local) {
+        all.retain(|l| {
+            let keep = l.dp.mesh_name() == m;
+            if !keep {
+                warnings.push(format!(
+                    "{} is in mesh {}, not {m}: ignored",
+                    l.what,
+                    l.dp.mesh_name()
+                ));
+            }
+            keep
+        });
     }
     let local = match local {
         None => None,
@@ -385,6 +401,8 @@ pub fn build(
     let mut services: IndexMap<&str, Vec<SocketAddr>> = IndexMap::new();
     let mut unreachable: IndexSet<&str> = IndexSet::new();
     let mut owner: HashMap<SocketAddr, &str> = HashMap::new();
+    // (service, inbound port) of every inbound of the mesh, for the warnings.
+    let mut ports: HashSet<(&str, u16)> = HashSet::new();
     let mut dataplanes = 0;
     for m in &members {
         if m.dp.mesh_name() != mesh_name {
@@ -404,6 +422,7 @@ pub fn build(
                 ))
             })?;
             let addr = SocketAddr::new(ip, ep.port);
+            ports.insert((ep.service, ep.port));
             if let Some(other) = owner.insert(addr, &m.what) {
                 return Err(UsageError::new(format!(
                     "{addr} is an inbound of both {other} and {}: one address and port belongs \
@@ -428,7 +447,7 @@ pub fn build(
     unreachable.retain(|s| !services.contains_key(s));
 
     if let Some(l) = local {
-        warn_unmatched(l, &reach, &services, &unreachable, warnings);
+        warn_unmatched(l, &reach, &services, &unreachable, &ports, warnings);
     }
     let inbounds = match local {
         Some(l) => local_inbounds(l)?,
@@ -466,6 +485,7 @@ fn warn_unmatched(
     reach: &Reach<'_>,
     services: &IndexMap<&str, Vec<SocketAddr>>,
     unreachable: &IndexSet<&str>,
+    ports: &HashSet<(&str, u16)>,
     warnings: &mut Vec<String>,
 ) {
     let known = |s: &str| services.contains_key(s) || unreachable.contains(s);
@@ -483,6 +503,15 @@ fn warn_unmatched(
         if !r.name.is_empty() && !known(&r.name) {
             warnings.push(format!(
                 "{}: {REFS_AT}[{i}] names MeshService '{}', which no given Dataplane offers",
+                l.what, r.name
+            ));
+        } else if !r.name.is_empty()
+            && let Some(p) = r.port
+            && !u16::try_from(p).is_ok_and(|p| ports.contains(&(r.name.as_str(), p)))
+        {
+            warnings.push(format!(
+                "{}: {REFS_AT}[{i}].port {p} matches no inbound of MeshService '{}', so the ref \
+                 makes nothing reachable (the port is an inbound's port, not its servicePort)",
                 l.what, r.name
             ));
         }

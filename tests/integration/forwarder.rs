@@ -45,7 +45,7 @@ fn outbound_v4_and_v6_reach_the_destination_and_are_counted() {
     require_kernel!();
     let (p, _installed) = setup("out");
     echo_server(&p.b, any(7000));
-    let dir = tempfile::tempdir().unwrap();
+    let dir = exempt_user_dir();
     let log = dir.path().join("access.log");
     // With the install's own receipt: it exempts the user the forwarder runs as.
     let receipt = receipt(&_installed);
@@ -573,7 +573,7 @@ fn a_mesh_destination_is_counted_under_its_service_cluster() {
     let (p, _installed) = setup("mesh");
     echo_server(&p.b, any(7000));
     echo_server(&p.b, any(7500));
-    let dir = tempfile::tempdir().unwrap();
+    let dir = exempt_user_dir();
     let mesh = mesh_file(dir.path());
     let me = write_file(
         dir.path(),

@@ -381,3 +381,19 @@ fn local_inbounds_deliver_to_service_address_and_port() {
     .0;
     assert!(e.contains("'localhost:5000'"), "{e}");
 }
+
+#[test]
+fn a_backend_ref_port_that_matches_no_inbound_is_a_warning() {
+    let refs = |r: &str| mesh_with(&format!("    reachableBackends:\n      refs:\n{r}"));
+    let (m, w) = refs("      - kind: MeshService\n        name: c\n        port: 7101\n").unwrap();
+    assert_eq!(names(&m), ["c"]);
+    assert!(w.is_empty(), "{w:?}");
+    // 9999 is nobody's inbound port (servicePort would not count either).
+    let (m, w) = refs("      - kind: MeshService\n        name: c\n        port: 9999\n").unwrap();
+    assert!(m.services.is_empty());
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("refs[0].port 9999 matches no inbound of MeshService 'c'"),
+        "{w:?}"
+    );
+}
