@@ -444,6 +444,7 @@ fn lenient_port_lists_warn_and_fold_as_documented() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn non_utf8_input_changes_nothing_on_the_host() {
     require_kernel!();
     let dir = tempfile::tempdir().unwrap();
@@ -480,6 +481,7 @@ fn non_utf8_input_changes_nothing_on_the_host() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn invalid_values_change_nothing_on_the_host() {
     require_kernel!();
     let dir = tempfile::tempdir().unwrap();
@@ -505,6 +507,7 @@ fn invalid_values_change_nothing_on_the_host() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn non_root_needs_dry_run() {
     require_kernel!();
     let ns = Netns::new("nonroot");
@@ -534,6 +537,7 @@ fn non_root_needs_dry_run() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn data_on_stdout_messages_on_stderr() {
     require_kernel!();
     let ns = Netns::new("streams");
@@ -575,6 +579,7 @@ fn data_on_stdout_messages_on_stderr() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn dry_run_plan_as_json() {
     require_kernel!();
     let ns = Netns::new("json");
@@ -781,6 +786,7 @@ fn quiet_prints_errors_only_and_the_same_data() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn ssh_warning_only_when_port_22_is_redirected() {
     require_kernel!();
     let dir = tempfile::tempdir().unwrap();

@@ -12,5 +12,6 @@ mod fwd_kernel;
 mod fwd_mesh;
 mod generated;
 mod golden;
+mod hygiene;
 mod kernel;
 mod readme;
