@@ -176,6 +176,17 @@ fn invalid_inputs(dir: &tempfile::TempDir) -> Vec<InvalidCase> {
             vec![],
             "' 15006' for --redirect-inbound-port: not a valid port (an integer in the range [1, 65535]) (without spaces)".into(),
         ),
+        // a value starting with '-' is the flag's value (as pflag), refused by name
+        (
+            s(&["--sleep-between-retries", "-1s"]),
+            vec![],
+            "'-1s' for --sleep-between-retries".into(),
+        ),
+        (
+            s(&["--redirect-inbound-port", "-80"]),
+            vec![],
+            "'-80' for --redirect-inbound-port".into(),
+        ),
         (
             s(&["--exclude-outbound-ips", "10.0.0.1, 10.0.0.2"]),
             vec![],
