@@ -698,6 +698,21 @@ fn kumactl_root_flags_are_accepted_with_a_warning() {
             );
         }
     }
+    // the validator's --config-file (kumactl's root flag there) is not silently ignored
+    tproxyctl()
+        .args([
+            "install",
+            "transparent-proxy-validator",
+            "--config-file",
+            "/etc/kumactl/config",
+            "--validation-server-port",
+            "0",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--config-file is kumactl's root flag for its own configuration; the validator ignores it",
+        ));
     // uninstall takes them too; they stay out of the help
     tproxyctl()
         .args([
