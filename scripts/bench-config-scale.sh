@@ -82,7 +82,7 @@ run_case() { # name kind n
     rss=$m
   done
   local instr per="-"
-  instr=$(instructions "${args[@]}")
+  instr=$(instructions "${args[@]}" || true)
   if [[ "$instr" =~ ^[0-9]+$ ]]; then per=$(( instr / n )); else instr="-"; fi
   median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "%.0f", a[int((NR+1)/2)]}'; }
   printf '%-14s %9d %5d %9s %9s %9s %14s %10s\n' "$name" "$n" "$code" \
