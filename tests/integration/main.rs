@@ -15,5 +15,6 @@ mod fwd_mesh;
 mod fwd_ops;
 mod generated;
 mod golden;
+mod hygiene;
 mod kernel;
 mod readme;
