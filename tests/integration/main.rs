@@ -3,6 +3,7 @@
 //! namespaces on both iptables backends and prove them with real traffic.
 
 mod common;
+mod cycle;
 
 mod cli;
 mod dataplane;
@@ -12,5 +13,6 @@ mod fwd_kernel;
 mod fwd_mesh;
 mod generated;
 mod golden;
+mod golden_installs;
 mod kernel;
 mod readme;
