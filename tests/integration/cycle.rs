@@ -258,13 +258,13 @@ impl Snapshot {
         Snapshot { sections }
     }
 
-    /// `Ok` when equal; otherwise every differing section with the lines
-    /// only one side has.
-    pub fn diff(&self, other: &Snapshot, what: &str) -> Result<(), String> {
+    /// `Ok` when equal to `want`; otherwise every differing section with
+    /// the lines `self` lacks (-) and the lines it has in addition (+).
+    pub fn diff(&self, want: &Snapshot, what: &str) -> Result<(), String> {
         let mut msg = String::new();
-        for ((label, a), (_, b)) in self.sections.iter().zip(&other.sections) {
+        for ((label, a), (_, b)) in self.sections.iter().zip(&want.sections) {
             if a != b {
-                msg.push_str(&format!("## {label}\n{}", line_diff(a, b)));
+                msg.push_str(&format!("## {label}\n{}", line_diff(b, a)));
             }
         }
         if msg.is_empty() {
@@ -623,12 +623,7 @@ pub fn cycle(
         problems.push("install succeeded but wrote no receipt".into());
     }
     let direct_mid = read_direct();
-    if opts.direct.is_some()
-        && !direct_mid
-            .as_deref()
-            .unwrap_or("")
-            .contains("KUMA_MESH_OUTBOUND")
-    {
+    if opts.direct.is_some() && !direct_mid.as_deref().unwrap_or("").contains("KUMA_MESH_") {
         problems.push(format!(
             "--store-firewalld wrote no rules to direct.xml: {direct_mid:?}"
         ));

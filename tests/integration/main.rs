@@ -15,4 +15,5 @@ mod generated;
 mod golden;
 mod golden_installs;
 mod kernel;
+mod prop_installs;
 mod readme;
