@@ -16,4 +16,5 @@ mod golden;
 mod golden_installs;
 mod kernel;
 mod prop_installs;
+mod races;
 mod readme;
