@@ -3,6 +3,7 @@
 //! namespaces on both iptables backends and prove them with real traffic.
 
 mod common;
+mod crashes;
 mod cycle;
 
 mod cli;
