@@ -16,6 +16,7 @@ mod generated;
 mod golden;
 mod golden_installs;
 mod kernel;
+mod no_panic;
 mod prop_installs;
 mod races;
 mod readme;
