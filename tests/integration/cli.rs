@@ -54,6 +54,23 @@ fn invalid_inputs(dir: &tempfile::TempDir) -> Vec<InvalidCase> {
     std::fs::write(&malformed, "redirect: {inbound: [\n").unwrap();
     let bad_value = dir.path().join("port0.yaml");
     std::fs::write(&bad_value, "redirect:\n  dns:\n    port: 0\n").unwrap();
+    let quoted_port = dir.path().join("quoted-port.json");
+    std::fs::write(
+        &quoted_port,
+        r#"{"redirect": {"inbound": {"port": "15006"}}}"#,
+    )
+    .unwrap();
+    let huge = dir.path().join("huge.yaml");
+    std::fs::write(
+        &huge,
+        format!(
+            "redirect:\n  outbound:\n    excludePorts: [{}]\n",
+            vec!["22"; 65536].join(",")
+        ),
+    )
+    .unwrap();
+    let latin1 = dir.path().join("latin1.yaml");
+    std::fs::write(&latin1, b"# caf\xe9\nredirect: {dns: {port: 53}}\n").unwrap();
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let e = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
     vec![
@@ -153,6 +170,46 @@ fn invalid_inputs(dir: &tempfile::TempDir) -> Vec<InvalidCase> {
             e("KUMA_TRANSPARENT_PROXY_REDIRECT_INBOUND_PORT", "99999"),
             "'99999' for environment variable KUMA_TRANSPARENT_PROXY_REDIRECT_INBOUND_PORT".into(),
         ),
+        // lenient input kumactl refuses too
+        (
+            s(&["--redirect-inbound-port", " 15006"]),
+            vec![],
+            "' 15006' for --redirect-inbound-port: not a valid port (an integer in the range [1, 65535]) (without spaces)".into(),
+        ),
+        (
+            s(&["--exclude-outbound-ips", "10.0.0.1, 10.0.0.2"]),
+            vec![],
+            "' 10.0.0.2' for --exclude-outbound-ips".into(),
+        ),
+        (
+            vec!["--config".into(), quoted_port.display().to_string()],
+            vec![],
+            format!(
+                "invalid value '15006' for 'redirect.inbound.port' in {}: a number in a configuration file is written without quotes",
+                quoted_port.display()
+            ),
+        ),
+        (
+            s(&[]),
+            e("KUMA_TRANSPARENT_PROXY_WAIT", " 5"),
+            "' 5' for environment variable KUMA_TRANSPARENT_PROXY_WAIT".into(),
+        ),
+        (
+            vec!["--config".into(), huge.display().to_string()],
+            vec![],
+            format!(
+                "'redirect.outbound.excludePorts' in {} has more than 65535 entries",
+                huge.display()
+            ),
+        ),
+        (
+            vec!["--config".into(), latin1.display().to_string()],
+            vec![],
+            format!(
+                "configuration file {} is not UTF-8 text (byte 0xE9 at offset 5)",
+                latin1.display()
+            ),
+        ),
         (
             s(&["--kuma-dp-user", "no-such-user-here"]),
             vec![],
@@ -203,6 +260,222 @@ fn invalid_values_exit_2_naming_the_value() {
             "{full:?}: expected '{needle}' in:\n{err}"
         );
         assert!(out.stdout.is_empty(), "{full:?} printed data on an error");
+    }
+}
+
+/// A `Command` whose argument or variable holds the byte 0xFF.
+fn with_ff(args: &[&str]) -> Command {
+    let mut cmd = tproxyctl();
+    cmd.args(args);
+    cmd
+}
+
+fn ff(prefix: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let mut v = prefix.as_bytes().to_vec();
+    v.push(0xff);
+    std::ffi::OsString::from_vec(v)
+}
+
+#[test]
+fn non_utf8_environment_never_panics_any_command() {
+    let commands: &[&[&str]] = &[
+        &[
+            "install",
+            "transparent-proxy",
+            "--dry-run",
+            "--kuma-dp-user",
+            "root",
+        ],
+        &[
+            "uninstall",
+            "transparent-proxy",
+            "--dry-run",
+            "--receipt",
+            "/nonexistent/r.json",
+            "--kuma-dp-user",
+            "root",
+        ],
+        &["status", "--receipt", "/nonexistent/r.json"],
+        &["verify", "--receipt", "/nonexistent/r.json"],
+        &[
+            "generate",
+            "dataplane",
+            "--name",
+            "a",
+            "--address",
+            "10.0.0.1",
+            "--port",
+            "80",
+            "--service",
+            "a",
+        ],
+        &["completion", "bash"],
+        &["forwarder", "--help"],
+        &["install", "transparent-proxy-validator", "--help"],
+        &["--version"],
+    ];
+    for args in commands {
+        let out = with_ff(args)
+            .env("FOO", ff(""))
+            .env(ff("BAR"), "x")
+            .output()
+            .unwrap();
+        let code = out.status.code();
+        assert!(
+            matches!(code, Some(0..=2)),
+            "{args:?} with FOO=\\xff exited {code:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    }
+    // the dry run is exactly what it is without the variable
+    let plain = with_ff(commands[0]).output().unwrap();
+    let with = with_ff(commands[0]).env("FOO", ff("")).output().unwrap();
+    assert_eq!(
+        with.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    assert_eq!(with.stdout, plain.stdout);
+}
+
+#[test]
+fn non_utf8_input_of_ours_is_a_usage_error_naming_it() {
+    let base = [
+        "install",
+        "transparent-proxy",
+        "--dry-run",
+        "--kuma-dp-user",
+        "root",
+    ];
+    with_ff(&base)
+        .env("KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_PORT", ff("53"))
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "invalid value '53\\xFF' for environment variable KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_PORT: not UTF-8 text",
+        ));
+    let mut cmd = with_ff(&base);
+    cmd.arg("--exclude-outbound-ports").arg(ff("22,"));
+    cmd.assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "the value of --exclude-outbound-ports, '22,\\xFF', is not UTF-8 text",
+        ));
+    let mut cmd = with_ff(&base);
+    cmd.arg(ff("--exclude-outbound-ports="));
+    cmd.assert().code(2).stderr(predicate::str::contains(
+        "'--exclude-outbound-ports=\\xFF', is not UTF-8 text",
+    ));
+    let mut cmd = with_ff(&["generate", "dataplane", "--name"]);
+    cmd.arg(ff("web"));
+    cmd.assert()
+        .code(2)
+        .stderr(predicate::str::contains("the value of --name, 'web\\xFF'"));
+}
+
+#[test]
+fn boolean_flag_with_a_space_gets_the_equals_hint() {
+    for (flag, value) in [
+        ("--redirect-inbound", "false"),
+        ("--dry-run", "0"),
+        ("--verbose", "true"),
+    ] {
+        tproxyctl()
+            .args(["install", "transparent-proxy", flag, value])
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains(format!(
+                "tip: a boolean flag takes its value after '=': write {flag}={value}"
+            )));
+    }
+    // a stray word that is not a boolean gets clap's usual message only
+    tproxyctl()
+        .args([
+            "install",
+            "transparent-proxy",
+            "--redirect-inbound",
+            "maybe",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unexpected argument 'maybe'"))
+        .stderr(predicate::str::contains("boolean flag").not());
+}
+
+#[test]
+fn lenient_port_lists_warn_and_fold_as_documented() {
+    let out = tproxyctl()
+        .args([
+            "install",
+            "transparent-proxy",
+            "--dry-run",
+            "--kuma-dp-user",
+            "root",
+            "--ip-family-mode",
+            "ipv4",
+            "--exclude-outbound-ports",
+            "22,,80,22",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "--exclude-outbound-ports ('22,,80,22') has 1 empty entry; ignored, as kumactl does"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "--exclude-outbound-ports repeats ports 1 time (first: 22); each port gets one rule"
+        ),
+        "{err}"
+    );
+    let rules = stdout(&out);
+    assert_eq!(rules.matches("--dport 22 ").count(), 1, "{rules}");
+    assert_eq!(rules.matches("--dport 80 ").count(), 1, "{rules}");
+}
+
+#[test]
+fn non_utf8_input_changes_nothing_on_the_host() {
+    require_kernel!();
+    let dir = tempfile::tempdir().unwrap();
+    let t = Topology::new("nonutf");
+    let receipt = receipt_path(&dir);
+    let latin1 = dir.path().join("latin1.yaml");
+    std::fs::write(&latin1, b"# caf\xe9\n").unwrap();
+    let before = t.a.state();
+    let base = [
+        "install",
+        "transparent-proxy",
+        "--receipt",
+        &receipt,
+        "--kuma-dp-user",
+        "root",
+    ];
+    let mut runs: Vec<std::process::Command> = Vec::new();
+    let mut c = t.a.cmd(bin(), &base);
+    c.env("KUMA_TRANSPARENT_PROXY_REDIRECT_INBOUND_PORT", ff("15006"));
+    runs.push(c);
+    let mut c = t.a.cmd(bin(), &base);
+    c.arg("--exclude-inbound-ports").arg(ff("22"));
+    runs.push(c);
+    let mut c = t.a.cmd(bin(), &base);
+    c.args(["--config", &latin1.display().to_string()]);
+    runs.push(c);
+    for mut c in runs {
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{c:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("not UTF-8 text"), "{}", stderr(&out));
+        assert_eq!(t.a.state(), before, "{c:?} changed the host");
+        assert!(!std::path::Path::new(&receipt).exists());
     }
 }
 

@@ -377,6 +377,19 @@ impl Topology {
     pub fn new(tag: &str) -> Topology {
         let a = Netns::new(&format!("{tag}a"));
         let b = Netns::new(&format!("{tag}b"));
+        // No duplicate address detection: the link-local addresses the veth
+        // ends get would otherwise show as "tentative" for a moment, and
+        // state comparisons (`ip -6 addr`) would depend on timing.
+        for ns in [&a, &b] {
+            ns.run_ok(
+                "sysctl",
+                &[
+                    "-qw",
+                    "net.ipv6.conf.all.accept_dad=0",
+                    "net.ipv6.conf.default.accept_dad=0",
+                ],
+            );
+        }
         a.ip(&[
             "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &b.name,
         ]);
