@@ -14,3 +14,4 @@ mod generated;
 mod golden;
 mod kernel;
 mod readme;
+mod txn;
