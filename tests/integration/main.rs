@@ -20,3 +20,4 @@ mod no_panic;
 mod prop_installs;
 mod races;
 mod readme;
+mod txn;
