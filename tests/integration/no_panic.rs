@@ -5,7 +5,8 @@
 //! environment, random stdin and random config files. Each run must end
 //! with exit 0, 1 or 2: never 101 (a panic), never a signal. A run that is
 //! still going after a bound is a failure too, except the forwarder, which
-//! serves until stopped. Runs happen in a throwaway namespace with a
+//! serves until stopped, and the validator, which retries for ten seconds
+//! when nothing answers (both are stopped after a moment). Runs happen in a throwaway namespace with a
 //! working directory, receipt and direct.xml of their own; path values are
 //! relative (no `/`), so nothing outside that directory is written.
 //!
@@ -326,8 +327,29 @@ fn run_strategy(flags: Vec<Vec<String>>) -> impl Strategy<Value = Run> {
     })
 }
 
+/// A namespace whose rules redirect root's connections to 127.0.0.6 to
+/// port 15006, so the validator (`--validation-server-port 15006`) passes
+/// at once instead of retrying for ten seconds. Keep the directory (it
+/// holds the receipt) as long as the namespace.
+fn validating_namespace(tag: &str) -> (Netns, tempfile::TempDir) {
+    let ns = Netns::new(tag);
+    let dir = tempfile::tempdir().expect("temp dir");
+    ns.tproxyctl_ok(&[
+        "install",
+        "transparent-proxy",
+        "--kuma-dp-user",
+        "root",
+        "--ip-family-mode",
+        "ipv4",
+        "--receipt",
+        &receipt_path(&dir),
+    ]);
+    (ns, dir)
+}
+
 /// Runs one command in `ns` from a fresh working directory; `Err` unless it
-/// ended with 0, 1 or 2 in time (or is the forwarder, still serving).
+/// ended with 0, 1 or 2 in time (or is the forwarder or validator, still
+/// serving or retrying).
 fn run_one(ns: &Netns, run: &Run) -> Result<(), String> {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
@@ -374,7 +396,11 @@ fn run_one(ns: &Netns, run: &Run) -> Result<(), String> {
         let _ = std::io::Read::read_to_end(&mut err_pipe, &mut b);
         b
     });
-    let forwarder = SUBCOMMANDS[run.sub] == ["forwarder"];
+    // the forwarder serves until stopped; the validator retries a closed
+    // port for ten seconds: past their start-up (where input is read) both
+    // are left alone
+    let forwarder = SUBCOMMANDS[run.sub] == ["forwarder"]
+        || SUBCOMMANDS[run.sub] == ["install", "transparent-proxy-validator"];
     let t0 = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
@@ -407,7 +433,7 @@ fn run_one(ns: &Netns, run: &Run) -> Result<(), String> {
 #[test]
 fn non_utf8_environment_arguments_and_config_bytes_never_panic() {
     require_kernel!();
-    let ns = Netns::new("np8");
+    let (ns, _receipt) = validating_namespace("np8");
     let ff = || b"\xff".to_vec();
     // (subcommand, arguments that make it do its work, flags given \xff values)
     let table: &[(usize, &[&str], &[&str])] = &[
@@ -424,7 +450,12 @@ fn non_utf8_environment_arguments_and_config_bytes_never_panic() {
         ),
         (
             1,
-            &["--validation-server-port", "1"],
+            &[
+                "--validation-server-port",
+                "15006",
+                "--ip-family-mode",
+                "ipv4",
+            ],
             &["--transparent-proxy-config", "--ip-family-mode"],
         ),
         (
@@ -507,7 +538,7 @@ fn non_utf8_environment_arguments_and_config_bytes_never_panic() {
 #[test]
 fn random_inputs_never_panic() {
     require_kernel!();
-    let ns = Netns::new("npr");
+    let (ns, _receipt) = validating_namespace("npr");
     let flags: Vec<Vec<String>> = SUBCOMMANDS.iter().map(|s| flags_of(s)).collect();
     let mut config = Config::default();
     if std::env::var_os("PROPTEST_CASES").is_none() {

@@ -700,12 +700,23 @@ fn bad() -> impl Strategy<Value = Bad> {
         (port_flag, bad_port()).prop_map(|(f, v)| Bad::Flag(f, Some(v))),
         (
             list_flag,
-            prop_oneof![
-                bad_port(),
-                Just("22,,80".to_string()),
-                Just("22,abc".to_string()),
-                Just("1-2".to_string()),
-            ]
+            // port lists trim their pieces and skip empty ones, as kumactl's do
+            prop::sample::select(vec![
+                "0",
+                "65536",
+                "-1",
+                "1.5",
+                "abc",
+                "0x10",
+                "+80",
+                "1e3",
+                "99999999999999999999",
+                "22,abc",
+                "1-2",
+                "22,+80",
+                "80,0",
+            ])
+            .prop_map(str::to_string)
         )
             .prop_map(|(f, v)| Bad::Flag(f, Some(v))),
         (ip_flag, bad_ip()).prop_map(|(f, v)| Bad::Flag(f, Some(v))),
