@@ -595,15 +595,27 @@ impl Bad {
         }
     }
 
-    /// What the error message must contain.
-    fn needle(&self) -> Option<String> {
+    /// Texts of which the error message must contain one: the value in
+    /// quotes as typed or trimmed, or one of its comma-separated pieces in
+    /// quotes (a list error may name the bad piece); the file's name for a
+    /// file. Empty when the value is empty.
+    fn needles(&self) -> Vec<String> {
         let v = match self {
             Bad::Flag(f, None) => f.split_once('=').map(|(_, v)| v).unwrap_or(f),
             Bad::Flag(_, Some(v)) | Bad::Env(_, v) => v.as_str(),
-            Bad::File(_) => return Some("bad-config.json".into()),
+            Bad::File(_) => return vec!["bad-config.json".into()],
         };
-        let v = v.trim();
-        (!v.is_empty()).then(|| v.to_string())
+        if v.trim().is_empty() {
+            return Vec::new();
+        }
+        let mut n = vec![format!("'{v}'"), format!("'{}'", v.trim())];
+        n.extend(
+            v.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| format!("'{p}'")),
+        );
+        n
     }
 }
 
@@ -867,13 +879,15 @@ fn random_invalid_configurations_exit_2_and_change_nothing() {
             let mut problems = Vec::new();
             if out.status.code() != Some(2) {
                 problems.push(failed("expected exit 2", &out));
-            } else if let Some(needle) = c.bad.needle()
-                && !stderr(&out).contains(&needle)
-            {
-                problems.push(failed(
-                    &format!("the error does not name the bad value '{needle}'"),
-                    &out,
-                ));
+            } else {
+                let needles = c.bad.needles();
+                let err = stderr(&out);
+                if !needles.is_empty() && !needles.iter().any(|n| err.contains(n.as_str())) {
+                    problems.push(failed(
+                        &format!("the error names none of {needles:?}"),
+                        &out,
+                    ));
+                }
             }
             if let Err(e) = host.snapshot().diff(&before, "the host changed") {
                 problems.push(e);
