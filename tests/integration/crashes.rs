@@ -133,6 +133,8 @@ struct Trial<'a> {
     want: &'a [Option<String>; 2],
     install: Vec<String>,
     direct_before: Option<String>,
+    /// direct.xml as an undisturbed install leaves it.
+    direct_installed: Option<String>,
 }
 
 impl Trial<'_> {
@@ -168,6 +170,13 @@ impl Trial<'_> {
             .run(&["status".into(), "--receipt".into(), self.host.receipt()]);
         if !status.status.success() {
             p.push(failed(&format!("{what}: status disagrees"), &status));
+        }
+        if self.direct() != self.direct_installed {
+            p.push(format!(
+                "{what}: direct.xml differs from an undisturbed install's:\n--- want\n{:?}\n+++ got\n{:?}",
+                self.direct_installed,
+                self.direct()
+            ));
         }
         p
     }
@@ -269,18 +278,20 @@ fn crash_trials(backend: Backend) {
         assert!(out.status.success(), "{}", failed("dry run", &out));
         let want =
             oracle(&inv, backend, Foreign::All, &Plan::parse(&stdout(&out))).expect("oracle");
-        let t = Trial {
+        let mut t = Trial {
             host: &host,
             before: &before,
             want: &want,
             install: install.clone(),
             direct_before: Some(DIRECT_FOREIGN.to_string()),
+            direct_installed: None,
         };
         // how long an undisturbed install takes here and now (its result is
         // what cycle.rs checks; here it only has to work)
         let t0 = Instant::now();
         let mut problems = t.run_ok(&install, "undisturbed install");
         let span = t0.elapsed();
+        t.direct_installed = t.direct();
         problems.extend(t.run_ok(&host.uninstall_args(), "undisturbed uninstall"));
         if !problems.is_empty() {
             failures.push(format!(
