@@ -13,7 +13,7 @@ use std::ffi::OsString;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-pub use tp::{ApplyFlags, ReceiptArg, TpFlags};
+pub use tp::{ApplyFlags, KumactlRootFlags, ReceiptArg, TpFlags};
 
 /// tproxyctl installs a transparent proxy the way `kumactl install transparent-proxy` does.
 #[derive(Debug, Parser)]
@@ -27,6 +27,11 @@ pub use tp::{ApplyFlags, ReceiptArg, TpFlags};
     max_term_width = 100
 )]
 pub struct Cli {
+    /// Print errors only: no progress, notes or warnings on stderr (data on stdout is unchanged).
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub kumactl: KumactlRootFlags,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -112,7 +117,7 @@ pub struct ValidatorArgs {
     /// kuma-dp style transparent-proxy config (file or -); overrides both flags above. Repeatable.
     #[arg(long, value_name = "FILE|-", action = clap::ArgAction::Append)]
     pub transparent_proxy_config: Vec<String>,
-    /// Accepted for compatibility with kumactl's validator invocation; ignored.
+    /// kumactl's root --config-file (its own configuration); accepted and ignored with a warning.
     #[arg(long = "config-file", hide = true)]
     pub config_file: Option<String>,
 }

@@ -119,6 +119,29 @@ pub struct ApplyFlags {
     pub firewalld_direct_file: Option<std::path::PathBuf>,
 }
 
+/// kumactl's root-command flags (reference §1.2): kumactl parses them on
+/// every command and `transparent-proxy` ignores them. They are accepted
+/// here (hidden from help), before or after the subcommand as in kumactl,
+/// so that command lines written for kumactl run unchanged, and each one
+/// given is reported as ignored. The root's
+/// `--config-file` is [`TpFlags::config_file`], the deprecated alias of
+/// `--config` it was in kumactl 2.9–2.14.
+#[derive(Debug, Default, Clone, Args)]
+pub struct KumactlRootFlags {
+    /// kumactl's own log level (off, info, debug).
+    #[arg(long, value_name = "LEVEL", hide = true, global = true)]
+    pub log_level: Option<String>,
+    /// kumactl's control-plane context.
+    #[arg(long, value_name = "NAME", hide = true, global = true)]
+    pub context: Option<String>,
+    /// kumactl: do not read its own configuration.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, hide = true, global = true)]
+    pub no_config: Option<bool>,
+    /// kumactl's control-plane API timeout.
+    #[arg(long, value_name = "DURATION", hide = true, global = true)]
+    pub api_timeout: Option<String>,
+}
+
 /// Where the install receipt lives.
 #[derive(Debug, Default, Clone, Args)]
 #[command(next_help_heading = "Receipt")]

@@ -185,6 +185,20 @@ impl Config {
     pub fn outbound_redirect_chain(&self) -> String {
         Self::chain(&self.redirect.outbound.redirect_chain_name)
     }
+    /// True when inbound TCP to `port` is redirected: inbound redirection is
+    /// on, and the port is not excluded or, with include-only ports, is
+    /// included (reference §2.6; per-source IP exclusions aside). install
+    /// asks it for port 22 before warning that SSH would be cut off.
+    pub fn redirects_inbound_port(&self, port: u16) -> bool {
+        let inbound = &self.redirect.inbound;
+        inbound.enabled
+            && if inbound.include_ports.is_empty() {
+                !inbound.exclude_ports.contains(&port)
+            } else {
+                inbound.include_ports.contains(&port)
+            }
+    }
+
     /// The four custom chains in kumactl's order (reference §2.1).
     pub fn custom_chains(&self) -> [String; 4] {
         [
@@ -254,6 +268,34 @@ pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, UsageError> {
 
     let config = build(&merged, &mut warnings)?;
     Ok(Resolved { config, warnings })
+}
+
+/// One warning per kumactl root flag given (reference §1.2): accepted so
+/// kumactl command lines run unchanged, and ignored, as kumactl's
+/// `transparent-proxy` commands ignore them.
+pub fn kumactl_root_flag_warnings(flags: &crate::cli::KumactlRootFlags) -> Vec<String> {
+    let ignored = |flag: &str, what: &str| {
+        format!(
+            "{flag} is a flag of kumactl's root command ({what}); tproxyctl accepts it for compatibility and ignores it, as kumactl's transparent-proxy commands do"
+        )
+    };
+    let mut out = Vec::new();
+    if flags.log_level.is_some() {
+        out.push(format!(
+            "{} (--verbose shows more, --quiet less)",
+            ignored("--log-level", "kumactl's own logging")
+        ));
+    }
+    if flags.context.is_some() {
+        out.push(ignored("--context", "a control-plane context"));
+    }
+    if flags.no_config.is_some() {
+        out.push(ignored("--no-config", "kumactl's own configuration"));
+    }
+    if flags.api_timeout.is_some() {
+        out.push(ignored("--api-timeout", "control-plane API calls"));
+    }
+    out
 }
 
 /// The flag layer: only flags that were given.

@@ -692,3 +692,38 @@ fn config_files_must_be_utf8_and_bounded() {
         "{e}"
     );
 }
+
+#[test]
+fn which_inbound_ports_are_redirected() {
+    let ssh = |tp: TpFlags, env: &[(&str, &str)]| {
+        resolve_with(&tp, None, env, "")
+            .unwrap()
+            .config
+            .redirects_inbound_port(22)
+    };
+    assert!(ssh(TpFlags::default(), &[]));
+    let excluded = TpFlags {
+        exclude_inbound_ports: Some("80,22".into()),
+        ..Default::default()
+    };
+    assert!(!ssh(excluded, &[]));
+    let off = TpFlags {
+        redirect_inbound: Some(false),
+        ..Default::default()
+    };
+    assert!(!ssh(off, &[]));
+    assert!(!ssh(
+        TpFlags::default(),
+        &[(
+            "KUMA_TRANSPARENT_PROXY_REDIRECT_INBOUND_INCLUDE_PORTS",
+            "80,443"
+        )]
+    ));
+    assert!(ssh(
+        TpFlags::default(),
+        &[(
+            "KUMA_TRANSPARENT_PROXY_REDIRECT_INBOUND_INCLUDE_PORTS",
+            "22"
+        )]
+    ));
+}

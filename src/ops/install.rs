@@ -150,7 +150,7 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
     let opts = RestoreOptions::from_config(&cfg);
     phases.phase("checking the rules with iptables-restore --test");
     check(&mut parts, &opts, cfg.wait).context("nothing on the host was changed")?;
-    if cfg.redirect.inbound.enabled && !crate::host::tcp_listening(cfg.redirect.inbound.port) {
+    if cfg.redirects_inbound_port(22) && !crate::host::tcp_listening(cfg.redirect.inbound.port) {
         ui::warn(format!(
             "nothing listens on the inbound redirect port {}: once the rules are in place every inbound TCP connection, SSH included, is sent there and refused until kuma-dp (or `tproxyctl forwarder`) listens; exclude ports with --exclude-inbound-ports",
             cfg.redirect.inbound.port

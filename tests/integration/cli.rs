@@ -444,6 +444,7 @@ fn lenient_port_lists_warn_and_fold_as_documented() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn non_utf8_input_changes_nothing_on_the_host() {
     require_kernel!();
     let dir = tempfile::tempdir().unwrap();
@@ -480,6 +481,7 @@ fn non_utf8_input_changes_nothing_on_the_host() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn invalid_values_change_nothing_on_the_host() {
     require_kernel!();
     let dir = tempfile::tempdir().unwrap();
@@ -505,6 +507,7 @@ fn invalid_values_change_nothing_on_the_host() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn non_root_needs_dry_run() {
     require_kernel!();
     let ns = Netns::new("nonroot");
@@ -534,6 +537,7 @@ fn non_root_needs_dry_run() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn data_on_stdout_messages_on_stderr() {
     require_kernel!();
     let ns = Netns::new("streams");
@@ -575,6 +579,7 @@ fn data_on_stdout_messages_on_stderr() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn dry_run_plan_as_json() {
     require_kernel!();
     let ns = Netns::new("json");
@@ -628,4 +633,189 @@ fn text_plan_first_rule(ns: &Netns) -> String {
         .find(|l| l.starts_with("-A ") || l.starts_with("-I "))
         .unwrap()
         .to_string()
+}
+
+#[test]
+fn kumactl_root_flags_are_accepted_with_a_warning() {
+    let plain = tproxyctl()
+        .args([
+            "install",
+            "transparent-proxy",
+            "--dry-run",
+            "--kuma-dp-user",
+            "root",
+        ])
+        .output()
+        .unwrap();
+    // after the subcommand, and before it, as kumactl's persistent flags
+    for args in [
+        &[
+            "install",
+            "transparent-proxy",
+            "--dry-run",
+            "--kuma-dp-user",
+            "root",
+            "--log-level",
+            "debug",
+            "--no-config",
+            "--context",
+            "prod",
+            "--api-timeout",
+            "5s",
+        ][..],
+        &[
+            "--log-level",
+            "info",
+            "--no-config=true",
+            "install",
+            "transparent-proxy",
+            "--dry-run",
+            "--kuma-dp-user",
+            "root",
+        ][..],
+    ] {
+        let out = tproxyctl().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(out.stdout, plain.stdout, "{args:?} changed the rules");
+        let err = stderr(&out);
+        for flag in ["--log-level", "--no-config"] {
+            assert!(
+                err.contains(&format!(
+                    "# [WARNING] {flag} is a flag of kumactl's root command"
+                )),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    // uninstall takes them too; they stay out of the help
+    tproxyctl()
+        .args([
+            "uninstall",
+            "transparent-proxy",
+            "--dry-run",
+            "--receipt",
+            "/nonexistent/r.json",
+            "--log-level",
+            "off",
+        ])
+        .assert()
+        .stderr(predicate::str::contains(
+            "--log-level is a flag of kumactl's root command",
+        ));
+    tproxyctl()
+        .args(["install", "transparent-proxy", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--log-level").not());
+}
+
+#[test]
+fn quiet_prints_errors_only_and_the_same_data() {
+    let args = [
+        "install",
+        "transparent-proxy",
+        "--dry-run",
+        "--kuma-dp-user",
+        "root",
+        "--exclude-outbound-ports",
+        "22,,22",
+        "--log-level",
+        "debug",
+    ];
+    let loud = tproxyctl().args(args).output().unwrap();
+    assert!(!loud.stderr.is_empty());
+    for quiet in [&["--quiet"][..], &["-q"][..]] {
+        let out = tproxyctl().args(quiet).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(stderr(&out), "", "{quiet:?}");
+        assert_eq!(out.stdout, loud.stdout);
+        let out = tproxyctl().args(args).args(quiet).output().unwrap();
+        assert_eq!(stderr(&out), "", "{quiet:?} after the subcommand");
+    }
+    // errors still are printed, with their exit code
+    tproxyctl()
+        .args([
+            "install",
+            "transparent-proxy",
+            "--dry-run",
+            "--quiet",
+            "--redirect-dns-port",
+            "0",
+        ])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::starts_with(
+            "Error: invalid value '0' for --redirect-dns-port",
+        ));
+    // every command has it
+    let generate = [
+        "generate",
+        "dataplane",
+        "--name",
+        "a",
+        "--address",
+        "10.0.0.1",
+        "--port",
+        "80",
+        "--service",
+        "a",
+    ];
+    let loud = tproxyctl().args(generate).output().unwrap();
+    tproxyctl()
+        .args(generate)
+        .arg("--quiet")
+        .assert()
+        .success()
+        .stderr("")
+        .stdout(predicate::eq(loud.stdout));
+    for sub in [
+        &["uninstall", "transparent-proxy", "--help"][..],
+        &["status", "--help"][..],
+        &["verify", "--help"][..],
+        &["forwarder", "--help"][..],
+        &["completion", "--help"][..],
+        &["install", "transparent-proxy-validator", "--help"][..],
+    ] {
+        tproxyctl()
+            .args(sub)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("--quiet"));
+    }
+}
+
+#[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
+fn ssh_warning_only_when_port_22_is_redirected() {
+    require_kernel!();
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = receipt_path(&dir);
+    let ssh = "SSH included";
+    for (extra, warned) in [
+        (&[][..], true),
+        (&["--exclude-inbound-ports", "80,22"][..], false),
+        (&["--redirect-inbound=false"][..], false),
+    ] {
+        let ns = Netns::new("ssh");
+        let mut args = vec![
+            "install",
+            "transparent-proxy",
+            "--receipt",
+            &receipt,
+            "--kuma-dp-user",
+            "root",
+            "--ip-family-mode",
+            "ipv4",
+        ];
+        args.extend_from_slice(extra);
+        let out = ns.tproxyctl_ok(&args);
+        assert_eq!(
+            stderr(&out).contains(ssh),
+            warned,
+            "{extra:?}: {}",
+            stderr(&out)
+        );
+        ns.tproxyctl_ok(&["uninstall", "transparent-proxy", "--receipt", &receipt]);
+    }
 }

@@ -110,6 +110,7 @@ fn run_case(c: &Case) -> String {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn dry_run_goldens() {
     require_kernel!();
     let update = std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1");
@@ -132,7 +133,7 @@ fn dry_run_goldens() {
     }
     assert!(
         failures.is_empty(),
-        "{} golden(s) differ (UPDATE_GOLDEN=1 rewrites them):\n{}",
+        "{} golden(s) differ (UPDATE_GOLDEN=1 cargo test --test integration golden:: rewrites them):\n{}",
         failures.len(),
         failures.join("\n")
     );
@@ -141,6 +142,7 @@ fn dry_run_goldens() {
 /// The verbose and plain outputs are accepted by iptables-restore --test of
 /// both backends, as kumactl's are (reference §3.7).
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn dry_run_output_is_valid_restore_input() {
     require_kernel!();
     let ns = Netns::new("valid");

@@ -103,12 +103,14 @@ fn installed_equals_kumactl(backend: Backend) {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn installed_rules_equal_kumactl_nft() {
     require_kernel!();
     installed_equals_kumactl(Backend::Nft);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn installed_rules_equal_kumactl_legacy() {
     require_kernel!();
     installed_equals_kumactl(Backend::Legacy);
@@ -229,12 +231,14 @@ fn strip_empty_tables(save: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn traffic_is_redirected_and_bypassed_nft() {
     require_kernel!();
     traffic(Backend::Nft);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn traffic_is_redirected_and_bypassed_legacy() {
     require_kernel!();
     traffic(Backend::Legacy);
@@ -380,12 +384,14 @@ fn foreign_rules_kept(backend: Backend) {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn foreign_rules_keep_order_and_counters_nft() {
     require_kernel!();
     foreign_rules_kept(Backend::Nft);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn foreign_rules_keep_order_and_counters_legacy() {
     require_kernel!();
     foreign_rules_kept(Backend::Legacy);
@@ -450,18 +456,21 @@ fn failing_ipv6_rolls_back(backend: Backend) {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn failing_ipv6_apply_rolls_ipv4_back_nft() {
     require_kernel!();
     failing_ipv6_rolls_back(Backend::Nft);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn failing_ipv6_apply_rolls_ipv4_back_legacy() {
     require_kernel!();
     failing_ipv6_rolls_back(Backend::Legacy);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn read_back_mismatch_rolls_back() {
     require_kernel!();
     let t = Topology::new("rbm");
@@ -493,6 +502,7 @@ fn read_back_mismatch_rolls_back() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn rejected_rules_stop_the_install_before_anything_changes() {
     require_kernel!();
     let t = Topology::new("rej");
@@ -524,6 +534,7 @@ fn rejected_rules_stop_the_install_before_anything_changes() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn dry_run_changes_nothing() {
     require_kernel!();
     let t = Topology::new("dry");
@@ -621,18 +632,21 @@ fn kumactl_style_install_is_removable(extra: &[&str]) {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn kumactl_style_install_without_receipt_is_removed() {
     require_kernel!();
     kumactl_style_install_is_removable(&[]);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn comment_less_install_without_receipt_is_removed() {
     require_kernel!();
     kumactl_style_install_is_removable(&["--disable-comments"]);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn comment_less_install_with_receipt_round_trips() {
     require_kernel!();
     let t = Topology::new("nocom");
@@ -660,6 +674,7 @@ fn comment_less_install_with_receipt_round_trips() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn auto_detection_follows_existing_legacy_rules() {
     require_kernel!();
     let t = Topology::new("auto");
@@ -687,6 +702,7 @@ fn auto_detection_follows_existing_legacy_rules() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn nothing_to_uninstall_is_success() {
     require_kernel!();
     let ns = Netns::new("none");
@@ -700,6 +716,7 @@ fn nothing_to_uninstall_is_success() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn status_reports_rules_drift_and_resolv_conf_changes() {
     require_kernel!();
     let ns = Netns::new("status");
@@ -766,6 +783,7 @@ fn status_reports_rules_drift_and_resolv_conf_changes() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn validator_passes_for_the_exempt_user_only() {
     require_kernel!();
     let t = Topology::new("val");
@@ -830,6 +848,7 @@ fn validator_passes_for_the_exempt_user_only() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn store_firewalld_writes_and_uninstall_removes_only_ours() {
     require_kernel!();
     let ns = Netns::new("fwd");
@@ -894,6 +913,7 @@ fn store_firewalld_writes_and_uninstall_removes_only_ours() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn verify_proves_the_installed_rules_and_catches_broken_ones() {
     require_kernel!();
     let t = Topology::new("ver");
@@ -969,6 +989,7 @@ fn verify_proves_the_installed_rules_and_catches_broken_ones() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn switching_to_ipv4_only_removes_our_ipv6_rules_and_address() {
     require_kernel!();
     let t = Topology::new("fam");
@@ -1001,6 +1022,7 @@ fn switching_to_ipv4_only_removes_our_ipv6_rules_and_address() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn verify_checks_include_only_ports_both_ways() {
     require_kernel!();
     let ns = Netns::new("verinc");

@@ -3,10 +3,10 @@
 //! namespaces on both iptables backends and prove them with real traffic.
 
 mod common;
-mod crashes;
 mod cycle;
 
 mod cli;
+mod crashes;
 mod dataplane;
 mod firewalld;
 mod forwarder;
@@ -15,6 +15,7 @@ mod fwd_mesh;
 mod generated;
 mod golden;
 mod golden_installs;
+mod hygiene;
 mod kernel;
 mod no_panic;
 mod prop_installs;
