@@ -249,7 +249,14 @@ pub fn read(path: &Path) -> anyhow::Result<Loaded> {
     }
     let bytes = match std::fs::read(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
+        // No file there (a path that cannot hold one is found out when the
+        // receipt is written, before any rule changes).
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            return Ok(Loaded::Missing);
+        }
         Err(e) => return Err(e).with_context(|| format!("reading receipt {}", path.display())),
     };
     check_trusted(path)?;
