@@ -1145,3 +1145,50 @@ fn comment_less_firewalld_entries_without_receipt_are_removed() {
     );
     assert_eq!(std::fs::read_to_string(&direct).unwrap(), foreign);
 }
+
+#[test]
+fn verify_fails_when_the_live_rules_are_not_the_receipts() {
+    require_kernel!();
+    let t = Topology::new("vlive");
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = receipt_path(&dir);
+    t.a.tproxyctl_ok(&install(&Backend::Nft.executables(), &receipt, &[]));
+    let out = t.a.tproxyctl_ok(&["verify", "--receipt", &receipt]);
+    let text = stdout(&out);
+    assert!(text.contains("PASS  IPv4 live rules (nft"), "{text}");
+    assert!(text.contains("PASS  ::6 is on lo"), "{text}");
+    assert!(text.contains("(live rules: OK, behaviour: OK)"), "{text}");
+    // the host's rules broken, the receipt's fine: part 1 fails, naming the rule
+    t.a.run_ok(
+        "iptables-nft",
+        &["-t", "nat", "-F", "KUMA_MESH_OUTBOUND_REDIRECT"],
+    );
+    let out = t.a.tproxyctl(&["verify", "--receipt", &receipt]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("FAIL  IPv4 live rules (nft"), "{text}");
+    assert!(
+        text.contains("missing rule: nat -A KUMA_MESH_OUTBOUND_REDIRECT -p tcp"),
+        "{text}"
+    );
+    assert!(text.contains("PASS  IPv6 live rules"), "{text}");
+    assert!(
+        text.contains("(live rules: FAILED, behaviour: OK)"),
+        "{text}"
+    );
+    let json =
+        t.a.tproxyctl(&["verify", "--receipt", &receipt, "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["live_rules_in_place"], false);
+    assert_eq!(v["behaviour_proven"], true);
+    // an extra rule of ours is named too
+    t.a.run_ok(
+        "ip6tables-nft",
+        &["-t", "nat", "-A", "KUMA_MESH_OUTBOUND", "-j", "RETURN"],
+    );
+    let text = stdout(&t.a.tproxyctl(&["verify", "--receipt", &receipt]));
+    assert!(
+        text.contains("unexpected rule: nat -A KUMA_MESH_OUTBOUND -j RETURN"),
+        "{text}"
+    );
+}
