@@ -41,11 +41,13 @@ pub fn run(args: &UninstallArgs) -> anyhow::Result<Exit> {
     let cfg = common::load_config(&args.tp, Some(&args.apply))?;
     common::require_root(cfg.dry_run)?;
     let receipt_path = receipt::path_or_default(args.receipt.receipt.as_deref());
+    let mut timings = common::Timings::start();
     let _lock = if cfg.dry_run {
         None
     } else {
         Some(common::begin_change(&cfg, &receipt_path, "uninstall")?)
     };
+    timings.step("lock");
     let (rec, damaged) = load_receipt(&receipt_path)?;
     let mut warnings = Vec::new();
     let phases = crate::ui::Phases::start("looking for transparent proxy rules");
@@ -122,6 +124,10 @@ pub fn run(args: &UninstallArgs) -> anyhow::Result<Exit> {
     }
     if errors.is_empty() {
         receipt::remove(&receipt_path)?;
+        timings.step("find, remove, read back");
+        if cfg.verbose {
+            ui::info(timings.report());
+        }
         ui::info("transparent proxy cleanup completed successfully");
         Ok(Exit::Success)
     } else {
