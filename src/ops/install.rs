@@ -110,7 +110,9 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
     if cfg.dry_run {
         return dry_run(args, &cfg, &receipt_path, &fw_path);
     }
+    let mut timings = common::Timings::start();
     let _lock = common::begin_change(&cfg, &receipt_path, "install")?;
+    timings.step("lock");
     let old = previous_receipt(&receipt_path)?;
     let mut warnings = Vec::new();
     let phases = ui::Phases::start("probing the host and the iptables backends");
@@ -136,6 +138,7 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
     }
     let mut parts = prepare(&cfg, &probe, &planned.rules, old.as_ref(), &mut warnings)?;
     flush_warnings(&mut warnings);
+    timings.step("probe and plan");
 
     let wants_v6 = planned.rules.v6.is_some();
     if let Some(r) = &old
@@ -149,7 +152,10 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
 
     let opts = RestoreOptions::from_config(&cfg);
     phases.phase("checking the rules with iptables-restore --test");
-    check(&mut parts, &opts, cfg.wait).context("nothing on the host was changed")?;
+    let canonical =
+        check(&mut parts, &opts, cfg.wait).context("nothing on the host was changed")?;
+    timings.step("check");
+    timings.add("(of which kernel's form)", canonical);
     if cfg.redirects_inbound_port(22) && !crate::host::tcp_listening(cfg.redirect.inbound.port) {
         ui::warn(format!(
             "nothing listens on the inbound redirect port {}: once the rules are in place every inbound TCP connection, SSH included, is sent there and refused until kuma-dp (or `tproxyctl forwarder`) listens; exclude ports with --exclude-inbound-ports",
@@ -167,7 +173,7 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
         opts,
         phases: &phases,
     };
-    txn.apply(&parts)
+    txn.apply(&parts, &mut timings)
 }
 
 /// The receipt of an earlier install, if a usable one exists; a damaged
@@ -347,16 +353,28 @@ fn each<T: Send>(
 
 /// `iptables-restore --test` of every part's input and, side by side, the
 /// kernel's form of every planned family (a throwaway namespace each).
-fn check(parts: &mut [Part], opts: &RestoreOptions, wait: u32) -> anyhow::Result<()> {
+/// Returns how long the slowest of the latter took.
+fn check(
+    parts: &mut [Part],
+    opts: &RestoreOptions,
+    wait: u32,
+) -> anyhow::Result<std::time::Duration> {
+    let slowest = std::sync::Mutex::new(std::time::Duration::ZERO);
     let (tests, canons) = std::thread::scope(|s| {
         let canons: Vec<_> = parts
             .iter()
             .map(|p| {
-                s.spawn(|| {
-                    p.plan
+                let slowest = &slowest;
+                s.spawn(move || {
+                    let t0 = std::time::Instant::now();
+                    let c = p
+                        .plan
                         .as_ref()
                         .map(|plan| canonical::canonicalise(&p.exes, plan, wait))
-                        .transpose()
+                        .transpose();
+                    let mut m = slowest.lock().unwrap_or_else(|e| e.into_inner());
+                    *m = (*m).max(t0.elapsed());
+                    c
                 })
             })
             .collect();
@@ -376,7 +394,7 @@ fn check(parts: &mut [Part], opts: &RestoreOptions, wait: u32) -> anyhow::Result
     for (p, c) in parts.iter_mut().zip(canons) {
         p.canon = c?;
     }
-    Ok(())
+    Ok(slowest.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// Same plan, same backend, nothing unfinished, rules still in place: a
@@ -531,7 +549,7 @@ impl Txn<'_> {
         Ok(r)
     }
 
-    fn apply(&self, parts: &[Part]) -> anyhow::Result<Exit> {
+    fn apply(&self, parts: &[Part], timings: &mut common::Timings) -> anyhow::Result<Exit> {
         let before_procs = exec::processes_started();
         let adds_v6 = self.wants_v6() && !netif::has_passthrough_v6(&self.probe.loopback);
         let mut done = Done::default();
@@ -542,6 +560,7 @@ impl Txn<'_> {
             )?;
             done.journal = true;
         }
+        timings.step("journal");
         ui::info(
             "tproxyctl is about to apply the iptables rules that will enable transparent proxying on the machine. The SSH connection may drop. If that happens, just reconnect again",
         );
@@ -558,11 +577,13 @@ impl Txn<'_> {
         if let Some(e) = applied.into_iter().find_map(Result::err) {
             return Err(self.undo(parts, &done, e));
         }
+        timings.step("apply");
         self.phases.phase("reading the rules back");
         let (families, dropped) = match self.read_back(parts) {
             Ok(x) => x,
             Err(e) => return Err(self.undo(parts, &done, e)),
         };
+        timings.step("read-back");
         // Persistence: the same planned rules into direct.xml; stale entries
         // of a previous install go whether or not this one persists.
         let old_fw = self.old.and_then(|r| r.firewalld.as_ref());
@@ -594,7 +615,11 @@ impl Txn<'_> {
         {
             return Err(self.undo(parts, &done, e));
         }
+        timings.step("persist and receipt");
         self.finish(parts, dropped, &done, before_procs);
+        if self.cfg.verbose {
+            ui::info(timings.report());
+        }
         Ok(Exit::Success)
     }
 
