@@ -322,12 +322,14 @@ fn crash_trials(backend: Backend) {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn killed_install_is_recovered_by_install_or_uninstall_nft() {
     require_kernel!();
     crash_trials(Backend::Nft);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn killed_install_is_recovered_by_install_or_uninstall_legacy() {
     require_kernel!();
     crash_trials(Backend::Legacy);

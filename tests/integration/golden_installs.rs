@@ -38,12 +38,14 @@ fn all_goldens_install(backend: Backend) {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn golden_configurations_install_and_uninstall_exactly_nft() {
     require_kernel!();
     all_goldens_install(Backend::Nft);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn golden_configurations_install_and_uninstall_exactly_legacy() {
     require_kernel!();
     all_goldens_install(Backend::Legacy);

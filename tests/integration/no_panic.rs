@@ -431,6 +431,7 @@ fn run_one(ns: &Netns, run: &Run) -> Result<(), String> {
 /// of our own and a foreign one (and a non-UTF-8 name), non-UTF-8
 /// arguments, and config files with non-UTF-8 names and bytes.
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn non_utf8_environment_arguments_and_config_bytes_never_panic() {
     require_kernel!();
     let (ns, _receipt) = validating_namespace("np8");
@@ -536,6 +537,7 @@ fn non_utf8_environment_arguments_and_config_bytes_never_panic() {
 /// Random argument vectors, environment, stdin and config bytes for every
 /// subcommand.
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn random_inputs_never_panic() {
     require_kernel!();
     let (ns, _receipt) = validating_namespace("npr");

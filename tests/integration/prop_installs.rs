@@ -530,6 +530,7 @@ impl fmt::Debug for Conf {
 /// Random valid configurations install, read back, re-install as a no-op
 /// and uninstall to the exact previous state, on nft and legacy.
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn random_valid_configurations_install_and_uninstall_exactly() {
     require_kernel!();
     check(
@@ -850,6 +851,7 @@ fn invalid() -> impl Strategy<Value = Invalid> {
 /// changed (both backends, both families, counters, nft handles, `::6`),
 /// no receipt, direct.xml untouched.
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn random_invalid_configurations_exit_2_and_change_nothing() {
     require_kernel!();
     check(

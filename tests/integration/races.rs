@@ -260,12 +260,14 @@ fn parallel_installs(backend: Backend) {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn parallel_identical_installs_end_with_one_rule_set_nft() {
     require_kernel!();
     parallel_installs(Backend::Nft);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn parallel_identical_installs_end_with_one_rule_set_legacy() {
     require_kernel!();
     parallel_installs(Backend::Legacy);
@@ -302,12 +304,14 @@ fn install_vs_uninstall(backend: Backend) {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn installs_racing_uninstall_end_with_one_rule_set_or_none_nft() {
     require_kernel!();
     install_vs_uninstall(Backend::Nft);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn installs_racing_uninstall_end_with_one_rule_set_or_none_legacy() {
     require_kernel!();
     install_vs_uninstall(Backend::Legacy);
