@@ -571,115 +571,155 @@ pub fn cycle(
         ]);
     }
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let install = host.install_args(&extra);
-    let mut problems: Vec<String> = Vec::new();
-    let report = |problems: Vec<String>| -> Result<(), String> {
-        if problems.is_empty() {
+    let mut c = Steps {
+        install: host.install_args(&extra),
+        before: host.snapshot(),
+        direct_before: None,
+        problems: Vec::new(),
+        host: &host,
+        opts,
+    };
+    c.direct_before = c.direct();
+    if let Some(want) = c.planned(inv)
+        && let Some(mid) = c.install_and_read_back(&want)
+    {
+        c.reinstall_changes_nothing(&mid);
+        c.uninstall_restores_the_host();
+    }
+    c.report()
+}
+
+/// The state of one cycle: what it runs, what the host was, what went wrong.
+struct Steps<'a> {
+    host: &'a Host,
+    opts: &'a CycleOpts,
+    install: Vec<String>,
+    before: Snapshot,
+    direct_before: Option<String>,
+    problems: Vec<String>,
+}
+
+impl Steps<'_> {
+    fn direct(&self) -> Option<String> {
+        std::fs::read_to_string(self.host.direct_file()).ok()
+    }
+
+    fn report(self) -> Result<(), String> {
+        if self.problems.is_empty() {
             return Ok(());
         }
         Err(format!(
             "{}\n({} backend, foreign rules: {:?})\n- {}",
-            host.describe(&install),
-            backend.name(),
-            opts.foreign,
-            problems.join("\n- ")
+            self.host.describe(&self.install),
+            self.host.backend.name(),
+            self.opts.foreign,
+            self.problems.join("\n- ")
         ))
-    };
-    let read_direct = || std::fs::read_to_string(host.direct_file()).ok();
-    let direct_before = read_direct();
-
-    // the plan, and what the kernel makes of it
-    let before = host.snapshot();
-    let mut dry_args = install.clone();
-    dry_args.push("--dry-run".into());
-    let dry = host.run(&dry_args);
-    if !dry.status.success() {
-        problems.push(failed("the dry run failed", &dry));
-        return report(problems);
     }
-    let plan = Plan::parse(&stdout(&dry));
-    problems.extend(
-        host.snapshot()
-            .diff(&before, "the dry run changed the host")
-            .err(),
-    );
-    let want = match oracle(inv, backend, opts.foreign, &plan) {
-        Ok(w) => w,
-        Err(e) => {
-            problems.push(e);
-            return report(problems);
+
+    /// The dry run changes nothing; what the kernel makes of its plan.
+    fn planned(&mut self, inv: &Invocation) -> Option<[Option<String>; 2]> {
+        let mut dry_args = self.install.clone();
+        dry_args.push("--dry-run".into());
+        let dry = self.host.run(&dry_args);
+        if !dry.status.success() {
+            self.problems.push(failed("the dry run failed", &dry));
+            return None;
         }
-    };
-
-    // install, then read back
-    let out = host.run(&install);
-    if !out.status.success() {
-        problems.push(failed("install failed", &out));
-        return report(problems);
-    }
-    let mid = host.snapshot();
-    problems.extend(check_installed(&host, &before, &mid, &want));
-    if !Path::new(&host.receipt()).exists() {
-        problems.push("install succeeded but wrote no receipt".into());
-    }
-    let direct_mid = read_direct();
-    if opts.direct.is_some() && !direct_mid.as_deref().unwrap_or("").contains("KUMA_MESH_") {
-        problems.push(format!(
-            "--store-firewalld wrote no rules to direct.xml: {direct_mid:?}"
-        ));
+        let changed = self
+            .host
+            .snapshot()
+            .diff(&self.before, "the dry run changed the host");
+        self.problems.extend(changed.err());
+        let plan = Plan::parse(&stdout(&dry));
+        oracle(inv, self.host.backend, self.opts.foreign, &plan)
+            .map_err(|e| self.problems.push(e))
+            .ok()
     }
 
-    // re-install: a no-op that says so
-    let again = host.run(&install);
-    if !again.status.success() {
-        problems.push(failed("the identical re-install failed", &again));
-    } else if !stderr(&again).contains("already installed") {
-        problems.push(failed(
-            "the identical re-install did not say 'already installed'",
-            &again,
-        ));
-    }
-    problems.extend(
-        host.snapshot()
-            .diff(&mid, "the identical re-install changed the host")
-            .err(),
-    );
-    if read_direct() != direct_mid {
-        problems.push("the identical re-install changed direct.xml".into());
+    /// Install; the rules read back equal the oracle, a receipt exists,
+    /// direct.xml holds our entries. Returns the installed state.
+    fn install_and_read_back(&mut self, want: &[Option<String>; 2]) -> Option<Snapshot> {
+        let out = self.host.run(&self.install);
+        if !out.status.success() {
+            self.problems.push(failed("install failed", &out));
+            return None;
+        }
+        let mid = self.host.snapshot();
+        self.problems
+            .extend(check_installed(self.host, &self.before, &mid, want));
+        if !Path::new(&self.host.receipt()).exists() {
+            self.problems
+                .push("install succeeded but wrote no receipt".into());
+        }
+        let direct = self.direct();
+        if self.opts.direct.is_some() && !direct.as_deref().unwrap_or("").contains("KUMA_MESH_") {
+            self.problems.push(format!(
+                "--store-firewalld wrote no rules to direct.xml: {direct:?}"
+            ));
+        }
+        Some(mid)
     }
 
-    // uninstall: back to exactly the state before
-    let un = host.uninstall_args();
-    let out = host.run(&un);
-    if !out.status.success() {
-        problems.push(failed(&host.describe(&un), &out));
+    /// The identical install again: says so, and the saves with counters,
+    /// the nft handles and direct.xml stay as they are.
+    fn reinstall_changes_nothing(&mut self, mid: &Snapshot) {
+        let direct = self.direct();
+        let again = self.host.run(&self.install);
+        if !again.status.success() {
+            self.problems
+                .push(failed("the identical re-install failed", &again));
+        } else if !stderr(&again).contains("already installed") {
+            self.problems.push(failed(
+                "the identical re-install did not say 'already installed'",
+                &again,
+            ));
+        }
+        let changed = self
+            .host
+            .snapshot()
+            .diff(mid, "the identical re-install changed the host");
+        self.problems.extend(changed.err());
+        if self.direct() != direct {
+            self.problems
+                .push("the identical re-install changed direct.xml".into());
+        }
     }
-    let after = host.snapshot();
-    let (a, b) = if opts.foreign == Foreign::None && backend == Backend::Legacy {
-        (
-            after.without_pristine_legacy_tables(),
-            before.without_pristine_legacy_tables(),
-        )
-    } else {
-        (after, before)
-    };
-    problems.extend(
-        a.diff(
+
+    /// Uninstall: exactly the state before (legacy tables the kernel keeps
+    /// once used aside, when the host had none), no receipt, direct.xml
+    /// back byte for byte.
+    fn uninstall_restores_the_host(&mut self) {
+        let un = self.host.uninstall_args();
+        let out = self.host.run(&un);
+        if !out.status.success() {
+            self.problems.push(failed(&self.host.describe(&un), &out));
+        }
+        let after = self.host.snapshot();
+        let (a, b) = if self.opts.foreign == Foreign::None && self.host.backend == Backend::Legacy {
+            (
+                after.without_pristine_legacy_tables(),
+                self.before.without_pristine_legacy_tables(),
+            )
+        } else {
+            (after, self.before.clone())
+        };
+        let differs = a.diff(
             &b,
             "after uninstall the host differs from before the install",
-        )
-        .err(),
-    );
-    if Path::new(&host.receipt()).exists() {
-        problems.push("uninstall left the receipt".into());
+        );
+        self.problems.extend(differs.err());
+        if Path::new(&self.host.receipt()).exists() {
+            self.problems.push("uninstall left the receipt".into());
+        }
+        if self.direct() != self.direct_before {
+            self.problems.push(format!(
+                "direct.xml is not back byte for byte:\n--- before\n{:?}\n+++ after\n{:?}",
+                self.direct_before,
+                self.direct()
+            ));
+        }
     }
-    if read_direct() != direct_before {
-        problems.push(format!(
-            "direct.xml is not back byte for byte:\n--- before\n{direct_before:?}\n+++ after\n{:?}",
-            read_direct()
-        ));
-    }
-    report(problems)
 }
 
 /// The installed state equals the oracle for each planned family; every

@@ -332,180 +332,211 @@ fn join(ports: &[u16]) -> String {
         .join(",")
 }
 
-impl Conf {
-    /// The command line, environment and files of this configuration.
-    fn invocation(&self) -> Invocation {
-        let mut inv = Invocation {
-            ipv6_host: self.ipv6_host,
-            ..Invocation::default()
-        };
-        let mut args: Vec<String> = Vec::new();
-        let mut flag = |f: &str, v: Option<String>| {
-            args.push(f.to_string());
-            args.extend(v);
-        };
-        flag("--kuma-dp-user", Some(self.user.to_string()));
-        if let Some(f) = self.family {
-            flag("--ip-family-mode", Some(f.to_string()));
-        }
-        // keys without a flag: environment or config file
-        let mut keys: Vec<(&str, &str, serde_json::Value)> = Vec::new();
-        for (dir, fl) in [("inbound", &self.inbound), ("outbound", &self.outbound)] {
-            if fl.disabled {
-                if dir == "inbound" {
-                    flag("--redirect-inbound=false", None);
-                } else {
-                    keys.push((
-                        "redirect.outbound.enabled",
-                        "REDIRECT_OUTBOUND_ENABLED",
-                        false.into(),
-                    ));
-                }
-            }
-            if let Some(p) = fl.port {
-                flag(&format!("--redirect-{dir}-port"), Some(p.to_string()));
-            }
-            if !fl.exclude_ports.is_empty() {
-                flag(
-                    &format!("--exclude-{dir}-ports"),
-                    Some(join(&fl.exclude_ports)),
+/// An invocation being built: flags, and the keys that have no flag (they
+/// go to the environment or to a config file at the end).
+struct Builder {
+    inv: Invocation,
+    /// (config file path, variable after KUMA_TRANSPARENT_PROXY_, value)
+    keys: Vec<(&'static str, &'static str, serde_json::Value)>,
+}
+
+impl Builder {
+    fn flag(&mut self, f: &str, v: Option<String>) {
+        self.inv.args.push(f.to_string());
+        self.inv.args.extend(v);
+    }
+
+    fn key(&mut self, path: &'static str, env: &'static str, v: serde_json::Value) {
+        self.keys.push((path, env, v));
+    }
+
+    fn flow(&mut self, dir: &str, fl: &Flow) {
+        let inbound = dir == "inbound";
+        if fl.disabled {
+            if inbound {
+                self.flag("--redirect-inbound=false", None);
+            } else {
+                self.key(
+                    "redirect.outbound.enabled",
+                    "REDIRECT_OUTBOUND_ENABLED",
+                    false.into(),
                 );
             }
-            for ip in &fl.exclude_ips {
-                flag(&format!("--exclude-{dir}-ips"), Some(ip.clone()));
-            }
-            if fl.insert {
-                flag(&format!("--redirect-{dir}-insert-instead-of-append"), None);
-            }
-            if !fl.include_ports.is_empty() {
-                keys.push((
-                    if dir == "inbound" {
-                        "redirect.inbound.includePorts"
-                    } else {
-                        "redirect.outbound.includePorts"
-                    },
-                    if dir == "inbound" {
-                        "REDIRECT_INBOUND_INCLUDE_PORTS"
-                    } else {
-                        "REDIRECT_OUTBOUND_INCLUDE_PORTS"
-                    },
-                    join(&fl.include_ports).into(),
-                ));
-            }
         }
-        for u in &self.uid_exclusions {
-            flag("--exclude-outbound-ports-for-uids", Some(u.clone()));
+        if let Some(p) = fl.port {
+            self.flag(&format!("--redirect-{dir}-port"), Some(p.to_string()));
         }
-        match &self.dns.mode {
+        if !fl.exclude_ports.is_empty() {
+            self.flag(
+                &format!("--exclude-{dir}-ports"),
+                Some(join(&fl.exclude_ports)),
+            );
+        }
+        for ip in &fl.exclude_ips {
+            self.flag(&format!("--exclude-{dir}-ips"), Some(ip.clone()));
+        }
+        if fl.insert {
+            self.flag(&format!("--redirect-{dir}-insert-instead-of-append"), None);
+        }
+        if !fl.include_ports.is_empty() {
+            let (path, env) = if inbound {
+                (
+                    "redirect.inbound.includePorts",
+                    "REDIRECT_INBOUND_INCLUDE_PORTS",
+                )
+            } else {
+                (
+                    "redirect.outbound.includePorts",
+                    "REDIRECT_OUTBOUND_INCLUDE_PORTS",
+                )
+            };
+            self.key(path, env, join(&fl.include_ports).into());
+        }
+    }
+
+    fn dns(&mut self, dns: &Dns) {
+        match &dns.mode {
             DnsMode::Off => {}
             DnsMode::Servers(servers) => {
-                flag("--redirect-dns", None);
+                self.flag("--redirect-dns", None);
                 let text: String = servers
                     .iter()
                     .map(|s| format!("nameserver {s}\n"))
                     .collect();
-                inv.files.push(("resolv.conf".into(), text));
-                inv.env.push((
+                self.inv.files.push(("resolv.conf".into(), text));
+                self.inv.env.push((
                     "KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_RESOLV_CONFIG_PATH".into(),
                     "{dir}/resolv.conf".into(),
                 ));
             }
-            DnsMode::CaptureAll => flag("--redirect-all-dns-traffic", None),
+            DnsMode::CaptureAll => self.flag("--redirect-all-dns-traffic", None),
         }
-        if let Some(p) = self.dns.port {
-            flag("--redirect-dns-port", Some(p.to_string()));
+        if let Some(p) = dns.port {
+            self.flag("--redirect-dns-port", Some(p.to_string()));
         }
-        if self.dns.skip_zone_split {
-            flag("--skip-dns-conntrack-zone-split", None);
+        if dns.skip_zone_split {
+            self.flag("--skip-dns-conntrack-zone-split", None);
         }
-        if self.dns.docker_output {
-            inv.setup.push("{iptables} -t nat -N DOCKER_OUTPUT".into());
+        if dns.docker_output {
+            self.inv
+                .setup
+                .push("{iptables} -t nat -N DOCKER_OUTPUT".into());
         }
-        for v in &self.vnets {
-            flag("--vnet", Some(v.clone()));
+    }
+
+    fn chains(&mut self, base: &str) {
+        for (path, env, tail) in [
+            (
+                "redirect.inbound.chainName",
+                "REDIRECT_INBOUND_CHAIN_NAME",
+                "XI",
+            ),
+            (
+                "redirect.outbound.chainName",
+                "REDIRECT_OUTBOUND_CHAIN_NAME",
+                "XO",
+            ),
+            (
+                "redirect.inbound.redirectChainName",
+                "REDIRECT_INBOUND_REDIRECT_CHAIN_NAME",
+                "XIR",
+            ),
+            (
+                "redirect.outbound.redirectChainName",
+                "REDIRECT_OUTBOUND_REDIRECT_CHAIN_NAME",
+                "XOR",
+            ),
+        ] {
+            self.key(path, env, format!("{base}_{tail}").into());
         }
-        if let Some(level) = self.log {
-            flag("--iptables-logs", None);
-            if let Some(l) = level {
-                keys.push(("log.level", "LOG_LEVEL", l.into()));
-            }
-        }
-        if self.comments_off {
-            flag("--disable-comments", None);
-        }
-        if self.drop_invalid {
-            flag("--drop-invalid-packets", None);
-        }
-        if self.verbose {
-            flag("--verbose", None);
-        }
-        if let Some(base) = &self.chains {
-            for (key, env, tail) in [
-                (
-                    "redirect.inbound.chainName",
-                    "REDIRECT_INBOUND_CHAIN_NAME",
-                    "XI",
-                ),
-                (
-                    "redirect.outbound.chainName",
-                    "REDIRECT_OUTBOUND_CHAIN_NAME",
-                    "XO",
-                ),
-                (
-                    "redirect.inbound.redirectChainName",
-                    "REDIRECT_INBOUND_REDIRECT_CHAIN_NAME",
-                    "XIR",
-                ),
-                (
-                    "redirect.outbound.redirectChainName",
-                    "REDIRECT_OUTBOUND_REDIRECT_CHAIN_NAME",
-                    "XOR",
-                ),
-            ] {
-                keys.push((key, env, format!("{base}_{tail}").into()));
-            }
-        }
-        args.extend(self.apply.iter().cloned());
-        inv.args = args;
-        if self.in_file && !keys.is_empty() {
+    }
+
+    /// The keys without a flag into a JSON config file (`in_file`) or the
+    /// environment.
+    fn finish(mut self, in_file: bool) -> Invocation {
+        if in_file && !self.keys.is_empty() {
             let mut doc = serde_json::json!({});
-            for (key, _, value) in &keys {
+            for (path, _, value) in &self.keys {
+                let (parents, leaf) = path.rsplit_once('.').unwrap_or(("", path));
                 let mut at = &mut doc;
-                let parts: Vec<&str> = key.split('.').collect();
-                for p in &parts[..parts.len() - 1] {
+                for p in parents.split('.').filter(|p| !p.is_empty()) {
                     at = at
                         .as_object_mut()
                         .expect("object")
                         .entry(p.to_string())
                         .or_insert_with(|| serde_json::json!({}));
                 }
-                let value = match value {
+                at[leaf] = match value {
                     // lists of ports are lists in a file
-                    serde_json::Value::String(s) if key.ends_with("Ports") => {
-                        serde_json::Value::Array(
-                            s.split(',')
-                                .map(|p| p.parse::<u16>().expect("port").into())
-                                .collect(),
-                        )
-                    }
+                    serde_json::Value::String(s) if path.ends_with("Ports") => s
+                        .split(',')
+                        .map(|p| serde_json::Value::from(p.parse::<u16>().expect("port")))
+                        .collect(),
                     v => v.clone(),
                 };
-                at[parts[parts.len() - 1]] = value;
             }
-            inv.files.push(("config.json".into(), doc.to_string()));
-            inv.args
+            self.inv.files.push(("config.json".into(), doc.to_string()));
+            self.inv
+                .args
                 .extend(["--config".into(), "{dir}/config.json".into()]);
         } else {
-            for (_, env, value) in keys {
+            for (_, env, value) in self.keys {
                 let text = match value {
                     serde_json::Value::String(s) => s,
                     v => v.to_string(),
                 };
-                inv.env
+                self.inv
+                    .env
                     .push((format!("KUMA_TRANSPARENT_PROXY_{env}"), text));
             }
         }
-        inv
+        self.inv
+    }
+}
+
+impl Conf {
+    /// The command line, environment and files of this configuration.
+    fn invocation(&self) -> Invocation {
+        let mut b = Builder {
+            inv: Invocation {
+                ipv6_host: self.ipv6_host,
+                ..Invocation::default()
+            },
+            keys: Vec::new(),
+        };
+        b.flag("--kuma-dp-user", Some(self.user.to_string()));
+        if let Some(f) = self.family {
+            b.flag("--ip-family-mode", Some(f.to_string()));
+        }
+        b.flow("inbound", &self.inbound);
+        b.flow("outbound", &self.outbound);
+        for u in &self.uid_exclusions {
+            b.flag("--exclude-outbound-ports-for-uids", Some(u.clone()));
+        }
+        b.dns(&self.dns);
+        for v in &self.vnets {
+            b.flag("--vnet", Some(v.clone()));
+        }
+        if let Some(level) = self.log {
+            b.flag("--iptables-logs", None);
+            if let Some(l) = level {
+                b.key("log.level", "LOG_LEVEL", l.into());
+            }
+        }
+        for (on, f) in [
+            (self.comments_off, "--disable-comments"),
+            (self.drop_invalid, "--drop-invalid-packets"),
+            (self.verbose, "--verbose"),
+        ] {
+            if on {
+                b.flag(f, None);
+            }
+        }
+        if let Some(base) = &self.chains {
+            b.chains(base);
+        }
+        b.inv.args.extend(self.apply.iter().cloned());
+        b.finish(self.in_file)
     }
 
     fn opts(&self) -> CycleOpts {
@@ -622,6 +653,8 @@ impl Bad {
                 .filter(|p| !p.is_empty())
                 .map(|p| format!("'{p}'")),
         );
+        n.sort();
+        n.dedup();
         n
     }
 }
