@@ -75,13 +75,13 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l dry-run -d 'Print what would be done and change nothing on the host' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l verbose -d 'Long option names and section headers in the rules; more messages' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l store-firewalld -d 'Persist the rules in /etc/firewalld/direct.xml' -r
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l wait -d 'Seconds legacy iptables-restore waits for the xtables lock (0: no --wait) [default: 5]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l wait -d 'Seconds to wait for the xtables lock (legacy iptables-restore; 0: no --wait) and for another install/uninstall in this network namespace [default: 5]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l wait-interval -d 'Microseconds between xtables lock attempts (legacy only) [default: 0]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l max-retries -d 'Retries of the apply step [default: 4]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l sleep-between-retries -d 'Pause between retries, e.g. 2s or 500ms [default: 2s]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l iptables-executables -d 'Custom iptables binaries: name:path[,name:path...] (iptables, iptables-save, iptables-restore, ip6tables…)' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l firewalld-direct-file -d 'firewalld direct configuration written by --store-firewalld [default: /etc/firewalld/direct.xml]' -r -F
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l receipt -d 'Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l receipt -d 'Install receipt (JSON), or `none` to keep no state [default: /var/lib/tproxyctl/receipt.json]' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -s o -l output -d 'With --dry-run: the planned rules as text (kumactl\'s format) or JSON' -r -f -a "text\t''
 json\t''"
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l log-level -d 'kumactl\'s own log level (off, info, debug)' -r
@@ -140,13 +140,13 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fis
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l dry-run -d 'Print what would be done and change nothing on the host' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l verbose -d 'Long option names and section headers in the rules; more messages' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l store-firewalld -d 'Persist the rules in /etc/firewalld/direct.xml' -r
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l wait -d 'Seconds legacy iptables-restore waits for the xtables lock (0: no --wait) [default: 5]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l wait -d 'Seconds to wait for the xtables lock (legacy iptables-restore; 0: no --wait) and for another install/uninstall in this network namespace [default: 5]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l wait-interval -d 'Microseconds between xtables lock attempts (legacy only) [default: 0]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l max-retries -d 'Retries of the apply step [default: 4]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l sleep-between-retries -d 'Pause between retries, e.g. 2s or 500ms [default: 2s]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l iptables-executables -d 'Custom iptables binaries: name:path[,name:path...] (iptables, iptables-save, iptables-restore, ip6tables…)' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l firewalld-direct-file -d 'firewalld direct configuration written by --store-firewalld [default: /etc/firewalld/direct.xml]' -r -F
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l receipt -d 'Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l receipt -d 'Install receipt (JSON), or `none` to keep no state [default: /var/lib/tproxyctl/receipt.json]' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l log-level -d 'kumactl\'s own log level (off, info, debug)' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l context -d 'kumactl\'s control-plane context' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l no-config -d 'kumactl: do not read its own configuration' -r
@@ -156,7 +156,7 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fis
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -s V -l version -d 'Print version'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from help" -f -a "transparent-proxy" -d 'Remove the transparent proxy rules, and only those'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -l receipt -d 'Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -l receipt -d 'Install receipt (JSON), or `none` to keep no state [default: /var/lib/tproxyctl/receipt.json]' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -s o -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -l log-level -d 'kumactl\'s own log level (off, info, debug)' -r
@@ -166,7 +166,7 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -l api-timeo
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -s q -l quiet -d 'Print errors only: no progress, notes or warnings on stderr (data on stdout is unchanged)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -s V -l version -d 'Print version'
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand status" -l receipt -d 'Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand status" -l receipt -d 'Install receipt (JSON), or `none` to keep no state [default: /var/lib/tproxyctl/receipt.json]' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand status" -l dataplane -d 'Compare a Dataplane file\'s transparentProxying section with the installed rules' -r -F
@@ -209,7 +209,7 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l iptables-logs -d 'Add LOG rules to nat PREROUTING and OUTPUT (kernel log, not rate-limited)' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l disable-comments -d 'Write rules without -m comment (they are still found by the receipt)' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l drop-invalid-packets -d 'Drop packets in conntrack state INVALID (mangle PREROUTING)' -r
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l receipt -d 'Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l receipt -d 'Install receipt (JSON), or `none` to keep no state [default: /var/lib/tproxyctl/receipt.json]' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l name -d 'Dataplane name' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l mesh -d 'Mesh the Dataplane belongs to (with --template: used when the template sets none) [default: default]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l address -d 'networking.address: the IP address other data plane proxies reach this one at (not 0.0.0.0 or ::)' -r
@@ -261,7 +261,7 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l ip-fam
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l iptables-logs -d 'Add LOG rules to nat PREROUTING and OUTPUT (kernel log, not rate-limited)' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l disable-comments -d 'Write rules without -m comment (they are still found by the receipt)' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l drop-invalid-packets -d 'Drop packets in conntrack state INVALID (mangle PREROUTING)' -r
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l receipt -d 'Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l receipt -d 'Install receipt (JSON), or `none` to keep no state [default: /var/lib/tproxyctl/receipt.json]' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l user -d 'Run as this user (name or UID) after binding the listeners; must be the UID the rules exempt' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l forwarder-config -d 'Forwarder settings file (YAML or JSON: maxConnections, maxPendingRequests, maxRequests, maxRetries, connectTimeout, idleTimeout, drainTimeout, adminAddress, accessLog, dns, workers, user, dataplanes, localDataplane)' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l policy -d 'Policy file (ProxyTemplate, MeshProxyPatch, Mesh, MeshPassthrough; YAML, several documents allowed). Repeatable' -r -F

@@ -688,7 +688,7 @@ fn config_files_must_be_utf8_and_bounded() {
     .unwrap_err()
     .0;
     assert!(
-        e.starts_with("configuration file stdin is larger than 64 MiB"),
+        e.starts_with("configuration file stdin is larger than 16 MiB"),
         "{e}"
     );
 }

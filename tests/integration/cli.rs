@@ -176,6 +176,17 @@ fn invalid_inputs(dir: &tempfile::TempDir) -> Vec<InvalidCase> {
             vec![],
             "' 15006' for --redirect-inbound-port: not a valid port (an integer in the range [1, 65535]) (without spaces)".into(),
         ),
+        // a value starting with '-' is the flag's value (as pflag), refused by name
+        (
+            s(&["--sleep-between-retries", "-1s"]),
+            vec![],
+            "'-1s' for --sleep-between-retries".into(),
+        ),
+        (
+            s(&["--redirect-inbound-port", "-80"]),
+            vec![],
+            "'-80' for --redirect-inbound-port".into(),
+        ),
         (
             s(&["--exclude-outbound-ips", "10.0.0.1, 10.0.0.2"]),
             vec![],
@@ -687,6 +698,21 @@ fn kumactl_root_flags_are_accepted_with_a_warning() {
             );
         }
     }
+    // the validator's --config-file (kumactl's root flag there) is not silently ignored
+    tproxyctl()
+        .args([
+            "install",
+            "transparent-proxy-validator",
+            "--config-file",
+            "/etc/kumactl/config",
+            "--validation-server-port",
+            "0",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--config-file is kumactl's root flag for its own configuration; the validator ignores it",
+        ));
     // uninstall takes them too; they stay out of the help
     tproxyctl()
         .args([
