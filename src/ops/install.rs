@@ -354,43 +354,59 @@ fn each<T: Send>(
 /// `iptables-restore --test` of every part's input and, side by side, the
 /// kernel's form of every planned family (a throwaway namespace each).
 /// Returns how long the slowest of the latter took.
+///
+/// A fresh install (nothing of ours to remove) skips `--test`: loading the
+/// whole plan into an empty namespace of the same kernel and backend checks
+/// every rule as well (a rejected rule is named the same way), and `--test`
+/// would only add checking removals that do not exist. Where no namespace
+/// can be made, `--test` runs first and the kernel's form comes from chains
+/// of our own on the host afterwards (see [`canonical`]).
 fn check(
     parts: &mut [Part],
     opts: &RestoreOptions,
     wait: u32,
 ) -> anyhow::Result<std::time::Duration> {
+    let sandbox = canonical::namespaces_available();
+    let fresh = parts.iter().all(|p| p.owned.is_empty() && p.plan.is_some());
     let slowest = std::sync::Mutex::new(std::time::Duration::ZERO);
-    let (tests, canons) = std::thread::scope(|s| {
-        let canons: Vec<_> = parts
-            .iter()
-            .map(|p| {
-                let slowest = &slowest;
-                s.spawn(move || {
-                    let t0 = std::time::Instant::now();
-                    let c = p
-                        .plan
-                        .as_ref()
-                        .map(|plan| canonical::canonicalise(&p.exes, plan, wait))
-                        .transpose();
-                    let mut m = slowest.lock().unwrap_or_else(|e| e.into_inner());
-                    *m = (*m).max(t0.elapsed());
-                    c
+    let canonicalise = |p: &Part| {
+        let t0 = std::time::Instant::now();
+        let c = p
+            .plan
+            .as_ref()
+            .map(|plan| canonical::canonicalise(&p.exes, plan, wait))
+            .transpose();
+        let mut m = slowest.lock().unwrap_or_else(|e| e.into_inner());
+        *m = (*m).max(t0.elapsed());
+        c
+    };
+    let test = |p: &Part| apply::test_input(&p.exes, opts, &p.input);
+    let canons: Vec<anyhow::Result<Option<CanonicalPlan>>> = if sandbox {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = parts.iter().map(|p| s.spawn(|| canonicalise(p))).collect();
+            let tests = if fresh {
+                Vec::new()
+            } else {
+                each(parts, opts, test)
+            };
+            let canons = handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
                 })
-            })
-            .collect();
-        let tests = each(parts, opts, |p| apply::test_input(&p.exes, opts, &p.input));
-        let canons: Vec<anyhow::Result<Option<CanonicalPlan>>> = canons
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
-            })
-            .collect();
-        (tests, canons)
-    });
-    for r in tests {
-        r?;
-    }
+                .collect();
+            tests
+                .into_iter()
+                .collect::<anyhow::Result<Vec<()>>>()
+                .map(|_| canons)
+        })?
+    } else {
+        for r in each(parts, opts, test) {
+            r?;
+        }
+        parts.iter().map(canonicalise).collect()
+    };
     for (p, c) in parts.iter_mut().zip(canons) {
         p.canon = c?;
     }
