@@ -1219,7 +1219,7 @@ fn without_namespaces(backend: Backend) {
         ],
     );
     let mut full = vec!["--bounding-set", "-sys_admin", bin()];
-    full.extend(args.iter().skip(0));
+    full.extend(args.iter());
     let out = t.a.run("setpriv", &full);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let saved = t.a.save(backend, false) + &t.a.save(backend, true);
