@@ -74,6 +74,7 @@ pub fn read_back(
             table,
             created: b.is_none() && a.is_some(),
             chains: Vec::new(),
+            builtin_created: Vec::new(),
             rules: Vec::new(),
         };
         let planned_chain =

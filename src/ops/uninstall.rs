@@ -35,6 +35,8 @@ struct Target {
     owned: Owned,
     /// Tables an install created there (nft removes them once empty).
     created: Vec<crate::model::TableName>,
+    /// Built-in chains an install made nft create in existing tables.
+    base_created: Vec<(crate::model::TableName, String)>,
 }
 
 pub fn run(args: &UninstallArgs) -> anyhow::Result<Exit> {
@@ -323,12 +325,21 @@ fn target(
         .iter()
         .flat_map(|r| r.tables.iter().filter(|t| t.created).map(|t| t.table))
         .collect();
+    let mut base_created: Vec<(crate::model::TableName, String)> = Vec::new();
+    for t in records.iter().flat_map(|r| r.tables.iter()) {
+        for c in &t.builtin_created {
+            if !base_created.iter().any(|(tb, x)| *tb == t.table && x == c) {
+                base_created.push((t.table, c.clone()));
+            }
+        }
+    }
     Ok(Target {
         exes,
         before,
         known,
         owned,
         created,
+        base_created,
     })
 }
 
@@ -381,6 +392,11 @@ fn remove(t: &Target, opts: &RestoreOptions) -> anyhow::Result<()> {
             "[{tool}] rules of other tools changed while ours were removed (not by us: only our rules are named in what we ran); compare {}-save with what you expect",
             t.exes.save.display()
         ));
+    }
+    for (table, chain) in &t.base_created {
+        if let Err(e) = apply::delete_base_chain_if_pristine(&t.exes, *table, chain, &after) {
+            ui::warn(format!("{e:#}"));
+        }
     }
     for table in &t.created {
         match apply::delete_table_if_pristine(&t.exes, *table, &after) {

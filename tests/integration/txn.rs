@@ -1242,3 +1242,40 @@ fn without_a_throwaway_namespace_the_host_gives_the_kernels_form_legacy() {
     require_kernel!();
     without_namespaces(Backend::Legacy);
 }
+
+#[test]
+fn nft_base_chains_an_install_created_go_with_it() {
+    require_kernel!();
+    let t = Topology::new("bch");
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = receipt_path(&dir);
+    // a nat table with a user chain only: no base chains yet
+    t.a.run_ok("iptables-nft", &["-t", "nat", "-N", "DOCKER_OUTPUT"]);
+    let ruleset = || t.a.run_ok("nft", &["list", "ruleset"]);
+    let before = ruleset();
+    assert!(!before.contains("hook output"), "{before}");
+    let exes = Backend::Nft.executables();
+    t.a.tproxyctl_ok(&install(&exes, &receipt, &["--ip-family-mode", "ipv4"]));
+    assert!(ruleset().contains("hook output"));
+    t.a.tproxyctl_ok(&uninstall(&receipt, &[]));
+    assert_eq!(ruleset(), before, "uninstall");
+    // and a failed install takes them away again too
+    let once = dir.path().join("failed-once");
+    let failing = apply_wrapper(
+        dir.path(),
+        "iptables-restore",
+        "/usr/sbin/iptables-nft-restore",
+        &format!(
+            "[ -e {o} ] && exec /usr/sbin/iptables-nft-restore \"$@\"\ntouch {o}\n/usr/sbin/iptables-nft-restore \"$@\"; echo 'iptables-restore: line 9 failed' >&2; exit 1",
+            o = once.display()
+        ),
+    );
+    let exes = executables_with(Backend::Nft, &[("iptables-restore", &failing)]);
+    let out = t.a.tproxyctl(&install(
+        &exes,
+        &receipt,
+        &["--ip-family-mode", "ipv4", "--max-retries", "0"],
+    ));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(ruleset(), before, "rollback");
+}
