@@ -80,25 +80,7 @@ pub fn run(args: &UninstallArgs) -> anyhow::Result<Exit> {
 
     let opts = RestoreOptions::from_config(&cfg);
     phases.phase("removing the rules");
-    // Families and backends are separate tables: remove side by side, unless
-    // legacy without --wait would make them compete for the xtables lock.
-    let sequential = opts.wait == 0 && targets.iter().any(|t| t.exes.mode == Mode::Legacy);
-    let results: Vec<anyhow::Result<()>> = if sequential {
-        targets.iter().map(|t| remove(t, &opts)).collect()
-    } else {
-        std::thread::scope(|s| {
-            let hs: Vec<_> = targets
-                .iter()
-                .map(|t| s.spawn(|| remove(t, &opts)))
-                .collect();
-            hs.into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
-                })
-                .collect()
-        })
-    };
+    let results = remove_all(&targets, &opts);
     let mut v6_ok = true;
     for (t, r) in targets.iter().zip(results) {
         if let Err(e) = r {
@@ -340,6 +322,28 @@ fn target(
         owned,
         created,
         base_created,
+    })
+}
+
+/// Removes every target's rules. Families and backends are separate tables:
+/// side by side, unless legacy without --wait would make them compete for
+/// the xtables lock.
+fn remove_all(targets: &[Target], opts: &RestoreOptions) -> Vec<anyhow::Result<()>> {
+    let sequential = opts.wait == 0 && targets.iter().any(|t| t.exes.mode == Mode::Legacy);
+    if sequential {
+        return targets.iter().map(|t| remove(t, opts)).collect();
+    }
+    std::thread::scope(|s| {
+        let hs: Vec<_> = targets
+            .iter()
+            .map(|t| s.spawn(|| remove(t, opts)))
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
+            })
+            .collect()
     })
 }
 
