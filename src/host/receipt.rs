@@ -87,6 +87,11 @@ pub struct TableReceipt {
     pub created: bool,
     /// Custom chains we created.
     pub chains: Vec<String>,
+    /// Built-in chains the install made exist in a table that existed
+    /// without them (nft creates base chains on demand); uninstall removes
+    /// them once they are empty again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub builtin_created: Vec<String>,
     /// Our rules in built-in or foreign chains and in our chains, in chain order.
     pub rules: Vec<SavedRule>,
 }
@@ -457,6 +462,7 @@ mod tests {
                     table: TableName::Nat,
                     created: true,
                     chains: vec!["KUMA_MESH_INBOUND".into()],
+                    builtin_created: vec![],
                     rules: vec![SavedRule {
                         chain: "PREROUTING".into(),
                         line: "-A PREROUTING -p tcp -j KUMA_MESH_INBOUND".into(),

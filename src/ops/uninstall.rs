@@ -35,6 +35,8 @@ struct Target {
     owned: Owned,
     /// Tables an install created there (nft removes them once empty).
     created: Vec<crate::model::TableName>,
+    /// Built-in chains an install made nft create in existing tables.
+    base_created: Vec<(crate::model::TableName, String)>,
 }
 
 pub fn run(args: &UninstallArgs) -> anyhow::Result<Exit> {
@@ -78,25 +80,7 @@ pub fn run(args: &UninstallArgs) -> anyhow::Result<Exit> {
 
     let opts = RestoreOptions::from_config(&cfg);
     phases.phase("removing the rules");
-    // Families and backends are separate tables: remove side by side, unless
-    // legacy without --wait would make them compete for the xtables lock.
-    let sequential = opts.wait == 0 && targets.iter().any(|t| t.exes.mode == Mode::Legacy);
-    let results: Vec<anyhow::Result<()>> = if sequential {
-        targets.iter().map(|t| remove(t, &opts)).collect()
-    } else {
-        std::thread::scope(|s| {
-            let hs: Vec<_> = targets
-                .iter()
-                .map(|t| s.spawn(|| remove(t, &opts)))
-                .collect();
-            hs.into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
-                })
-                .collect()
-        })
-    };
+    let results = remove_all(&targets, &opts);
     let mut v6_ok = true;
     for (t, r) in targets.iter().zip(results) {
         if let Err(e) = r {
@@ -323,12 +307,43 @@ fn target(
         .iter()
         .flat_map(|r| r.tables.iter().filter(|t| t.created).map(|t| t.table))
         .collect();
+    let mut base_created: Vec<(crate::model::TableName, String)> = Vec::new();
+    for t in records.iter().flat_map(|r| r.tables.iter()) {
+        for c in &t.builtin_created {
+            if !base_created.iter().any(|(tb, x)| *tb == t.table && x == c) {
+                base_created.push((t.table, c.clone()));
+            }
+        }
+    }
     Ok(Target {
         exes,
         before,
         known,
         owned,
         created,
+        base_created,
+    })
+}
+
+/// Removes every target's rules. Families and backends are separate tables:
+/// side by side, unless legacy without --wait would make them compete for
+/// the xtables lock.
+fn remove_all(targets: &[Target], opts: &RestoreOptions) -> Vec<anyhow::Result<()>> {
+    let sequential = opts.wait == 0 && targets.iter().any(|t| t.exes.mode == Mode::Legacy);
+    if sequential {
+        return targets.iter().map(|t| remove(t, opts)).collect();
+    }
+    std::thread::scope(|s| {
+        let hs: Vec<_> = targets
+            .iter()
+            .map(|t| s.spawn(|| remove(t, opts)))
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
+            })
+            .collect()
     })
 }
 
@@ -381,6 +396,11 @@ fn remove(t: &Target, opts: &RestoreOptions) -> anyhow::Result<()> {
             "[{tool}] rules of other tools changed while ours were removed (not by us: only our rules are named in what we ran); compare {}-save with what you expect",
             t.exes.save.display()
         ));
+    }
+    for (table, chain) in &t.base_created {
+        if let Err(e) = apply::delete_base_chain_if_pristine(&t.exes, *table, chain, &after) {
+            ui::warn(format!("{e:#}"));
+        }
     }
     for table in &t.created {
         match apply::delete_table_if_pristine(&t.exes, *table, &after) {

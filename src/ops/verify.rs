@@ -142,13 +142,19 @@ impl Run<'_> {
         });
     }
 
-    /// The next connection a listener reported.
-    fn next_seen(&self) -> Option<Seen> {
-        self.seen.recv_timeout(Duration::from_secs(3)).ok()
-    }
-
-    fn drain(&self) {
-        while self.seen.try_recv().is_ok() {}
+    /// What a listener reported about the connection from `client`. A
+    /// listener reports after it answered, so the report of an earlier
+    /// check can arrive late: reports of other connections are skipped.
+    fn seen_from(&self, client: SocketAddr) -> Option<Seen> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.seen.recv_timeout(left) {
+                Ok(s) if s.peer == client => return Some(s),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
     }
 
     /// A TCP probe that must end at `want` (a listener tag), and, when
@@ -162,7 +168,6 @@ impl Run<'_> {
             want,
             original,
         } = p;
-        self.drain();
         let ns = if from_peer {
             &self.bench.peer
         } else {
@@ -170,10 +175,12 @@ impl Run<'_> {
         };
         let result = match sandbox::tcp_probe(ns, uid, source, dst) {
             Err(e) => Err(format!("connection failed: {e:#}")),
-            Ok(got) if got != want => Err(format!("reached the {got} listener, expected {want}")),
-            Ok(got) => match original {
+            Ok((got, _)) if got != want => {
+                Err(format!("reached the {got} listener, expected {want}"))
+            }
+            Ok((got, client)) => match original {
                 None => Ok(format!("reached the {got} listener")),
-                Some(o) => match self.next_seen() {
+                Some(o) => match self.seen_from(client) {
                     Some(s) if s.original == Some(o) => Ok(format!(
                         "reached the {got} listener, original destination {o}"
                     )),

@@ -665,6 +665,14 @@ fn checking_is_retried_while_the_xtables_lock_is_held() {
     let t = Topology::new("xtl");
     let dir = tempfile::tempdir().unwrap();
     let receipt = receipt_path(&dir);
+    let exes = Backend::Legacy.executables();
+    // an install to replace (a fresh install needs no --test: loading the
+    // plan into a throwaway namespace checks every rule)
+    t.a.tproxyctl_ok(&install(
+        &exes,
+        &receipt,
+        &["--ip-family-mode", "ipv4", "--exclude-outbound-ports", "22"],
+    ));
     // a private xtables lock file, so only this test's iptables wait for it
     let lockfile = dir.path().join("xtables.lock");
     let file = std::fs::File::create(&lockfile).unwrap();
@@ -675,27 +683,25 @@ fn checking_is_retried_while_the_xtables_lock_is_held() {
         std::thread::sleep(Duration::from_secs(3));
         drop(held);
     });
+    let args = install(
+        &exes,
+        &receipt,
+        &[
+            "--ip-family-mode",
+            "ipv4",
+            "--wait",
+            "1",
+            "--max-retries",
+            "5",
+            "--sleep-between-retries",
+            "1s",
+        ],
+    );
     let out =
-        t.a.cmd(
-            bin(),
-            &install(
-                &Backend::Legacy.executables(),
-                &receipt,
-                &[
-                    "--ip-family-mode",
-                    "ipv4",
-                    "--wait",
-                    "1",
-                    "--max-retries",
-                    "5",
-                    "--sleep-between-retries",
-                    "1s",
-                ],
-            ),
-        )
-        .env("XTABLES_LOCKFILE", &lockfile)
-        .output()
-        .unwrap();
+        t.a.cmd(bin(), &args)
+            .env("XTABLES_LOCKFILE", &lockfile)
+            .output()
+            .unwrap();
     release.join().unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
@@ -1191,4 +1197,85 @@ fn verify_fails_when_the_live_rules_are_not_the_receipts() {
         text.contains("unexpected rule: nat -A KUMA_MESH_OUTBOUND -j RETURN"),
         "{text}"
     );
+}
+
+/// Without CAP_SYS_ADMIN (a container with only NET_ADMIN) no throwaway
+/// namespace can be made: the kernel's form of the plan then comes from
+/// chains of our own on the host, removed again.
+fn without_namespaces(backend: Backend) {
+    let t = Topology::new(&format!("ns{}", backend.name()));
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = receipt_path(&dir);
+    let exes = backend.executables();
+    let before = rules_of(&t.a, backend);
+    let args = install(
+        &exes,
+        &receipt,
+        &[
+            "--vnet",
+            "docker0:172.17.0.0/16",
+            "--exclude-outbound-ips",
+            "172.32.16.8/16",
+        ],
+    );
+    let mut full = vec!["--bounding-set", "-sys_admin", bin()];
+    full.extend(args.iter());
+    let out = t.a.run("setpriv", &full);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let saved = t.a.save(backend, false) + &t.a.save(backend, true);
+    assert!(!saved.contains("KUMA_MESH_CANON"), "{saved}");
+    assert!(saved.contains("envoy\\'s"), "{saved}");
+    let status = t.a.tproxyctl(&["status", "--receipt", &receipt]);
+    assert_eq!(status.status.code(), Some(0), "{}", stdout(&status));
+    t.a.tproxyctl_ok(&uninstall(&receipt, &[]));
+    assert_eq!(rules_of(&t.a, backend), before);
+}
+
+#[test]
+fn without_a_throwaway_namespace_the_host_gives_the_kernels_form_nft() {
+    require_kernel!();
+    without_namespaces(Backend::Nft);
+}
+
+#[test]
+fn without_a_throwaway_namespace_the_host_gives_the_kernels_form_legacy() {
+    require_kernel!();
+    without_namespaces(Backend::Legacy);
+}
+
+#[test]
+fn nft_base_chains_an_install_created_go_with_it() {
+    require_kernel!();
+    let t = Topology::new("bch");
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = receipt_path(&dir);
+    // a nat table with a user chain only: no base chains yet
+    t.a.run_ok("iptables-nft", &["-t", "nat", "-N", "DOCKER_OUTPUT"]);
+    let ruleset = || t.a.run_ok("nft", &["list", "ruleset"]);
+    let before = ruleset();
+    assert!(!before.contains("hook output"), "{before}");
+    let exes = Backend::Nft.executables();
+    t.a.tproxyctl_ok(&install(&exes, &receipt, &["--ip-family-mode", "ipv4"]));
+    assert!(ruleset().contains("hook output"));
+    t.a.tproxyctl_ok(&uninstall(&receipt, &[]));
+    assert_eq!(ruleset(), before, "uninstall");
+    // and a failed install takes them away again too
+    let once = dir.path().join("failed-once");
+    let failing = apply_wrapper(
+        dir.path(),
+        "iptables-restore",
+        "/usr/sbin/iptables-nft-restore",
+        &format!(
+            "[ -e {o} ] && exec /usr/sbin/iptables-nft-restore \"$@\"\ntouch {o}\n/usr/sbin/iptables-nft-restore \"$@\"; echo 'iptables-restore: line 9 failed' >&2; exit 1",
+            o = once.display()
+        ),
+    );
+    let exes = executables_with(Backend::Nft, &[("iptables-restore", &failing)]);
+    let out = t.a.tproxyctl(&install(
+        &exes,
+        &receipt,
+        &["--ip-family-mode", "ipv4", "--max-retries", "0"],
+    ));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(ruleset(), before, "rollback");
 }
