@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 # command:package pairs the tests use
 needed=(
   iptables-nft:iptables iptables-legacy:iptables ip:iproute2 ss:iproute2 nft:nftables
-  setpriv:util-linux socat:socat bash:bash
+  setpriv:util-linux socat:socat bash:bash perl:perl-base
 )
 missing=()
 for pair in "${needed[@]}"; do

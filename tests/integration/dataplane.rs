@@ -964,6 +964,7 @@ fn check_against_the_receipt() {
             families: vec![],
             ipv6_loopback_added: false,
             firewalld: None,
+            pending: None,
         },
     )
     .unwrap();

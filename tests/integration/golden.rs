@@ -17,12 +17,12 @@ fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/dryrun")
 }
 
-struct Case {
-    name: String,
-    ipv6: bool,
-    setup: Vec<String>,
-    env: Vec<(String, String)>,
-    args: Vec<String>,
+pub(crate) struct Case {
+    pub name: String,
+    pub ipv6: bool,
+    pub setup: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
 }
 
 fn parse(name: &str, text: &str) -> Case {
@@ -52,6 +52,24 @@ fn parse(name: &str, text: &str) -> Case {
         }
     }
     c
+}
+
+/// Every golden case, sorted by name.
+pub(crate) fn cases() -> Vec<Case> {
+    let mut names: Vec<String> = std::fs::read_dir(dir())
+        .expect("golden dir")
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            (p.extension()? == "case")
+                .then(|| p.file_stem().map(|s| s.to_string_lossy().into_owned()))?
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 15, "golden cases missing: {names:?}");
+    names
+        .iter()
+        .map(|name| parse(name, &read_to_string(&dir().join(format!("{name}.case")))))
+        .collect()
 }
 
 fn run_case(c: &Case) -> String {
@@ -96,19 +114,9 @@ fn run_case(c: &Case) -> String {
 fn dry_run_goldens() {
     require_kernel!();
     let update = std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1");
-    let mut names: Vec<String> = std::fs::read_dir(dir())
-        .expect("golden dir")
-        .filter_map(|e| {
-            let p = e.ok()?.path();
-            (p.extension()? == "case")
-                .then(|| p.file_stem().map(|s| s.to_string_lossy().into_owned()))?
-        })
-        .collect();
-    names.sort();
-    assert!(names.len() >= 15, "golden cases missing: {names:?}");
     let mut failures = Vec::new();
-    for name in &names {
-        let case = parse(name, &read_to_string(&dir().join(format!("{name}.case"))));
+    for case in cases() {
+        let name = &case.name;
         let got = run_case(&case);
         let expected_path = dir().join(format!("{name}.txt"));
         if update {

@@ -3,8 +3,10 @@
 //! namespaces on both iptables backends and prove them with real traffic.
 
 mod common;
+mod cycle;
 
 mod cli;
+mod crashes;
 mod dataplane;
 mod dataplane_kuma;
 mod firewalld;
@@ -15,6 +17,11 @@ mod fwd_mesh;
 mod fwd_ops;
 mod generated;
 mod golden;
+mod golden_installs;
 mod hygiene;
 mod kernel;
+mod no_panic;
+mod prop_installs;
+mod races;
 mod readme;
+mod txn;
