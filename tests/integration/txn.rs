@@ -497,6 +497,15 @@ fn has_v6_passthrough(ns: &Netns) -> bool {
 /// Then `recover` (install or uninstall) must bring the host to a clean,
 /// known state, and the killed run's children must be gone for good.
 fn killed_install_is_recovered(backend: Backend, during_apply: bool, recover: &str) {
+    killed_install_is_recovered_with(backend, during_apply, recover, false)
+}
+
+fn killed_install_is_recovered_with(
+    backend: Backend,
+    during_apply: bool,
+    recover: &str,
+    comments: bool,
+) {
     let t = Topology::new(&format!("k{}", backend.name()));
     let dir = tempfile::tempdir().unwrap();
     let receipt = receipt_path(&dir);
@@ -531,7 +540,12 @@ fn killed_install_is_recovered(backend: Backend, during_apply: bool, recover: &s
     );
     restore_foreign(&t.a, backend);
     let before = rules_of(&t.a, backend);
-    let args = install(&exes, &receipt, &["--disable-comments", "--redirect-dns"]);
+    let extra: &[&str] = if comments {
+        &["--redirect-dns"]
+    } else {
+        &["--disable-comments", "--redirect-dns"]
+    };
+    let args = install(&exes, &receipt, extra);
     let resolv = temp_file("nameserver 10.77.0.2\nnameserver fd00:77::2\n");
     let mut run = t.a.cmd(bin(), &args);
     run.env(
@@ -607,6 +621,12 @@ fn install_killed_after_applying_is_undone_by_uninstall_legacy() {
 fn install_killed_after_applying_is_finished_by_install_nft() {
     require_kernel!();
     killed_install_is_recovered(Backend::Nft, false, "install");
+}
+
+#[test]
+fn install_with_comments_killed_after_applying_is_undone_by_uninstall_nft() {
+    require_kernel!();
+    killed_install_is_recovered_with(Backend::Nft, false, "uninstall", true);
 }
 
 #[test]
