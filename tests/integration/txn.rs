@@ -1299,3 +1299,38 @@ fn nft_base_chains_an_install_created_go_with_it() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(ruleset(), before, "rollback");
 }
+
+#[test]
+fn a_dry_run_uninstall_without_namespaces_changes_nothing() {
+    require_kernel!();
+    let t = Topology::new("dun");
+    let exes = Backend::Nft.executables();
+    t.a.tproxyctl_ok(&install(
+        &exes,
+        "none",
+        &["--disable-comments", "--ip-family-mode", "ipv4"],
+    ));
+    let before = t.a.state();
+    let out = t.a.run(
+        "setpriv",
+        &[
+            "--bounding-set",
+            "-sys_admin",
+            bin(),
+            "uninstall",
+            "transparent-proxy",
+            "--receipt",
+            "none",
+            "--dry-run",
+            "--iptables-executables",
+            &exes,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("could not all be identified"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(t.a.state(), before, "no chains of ours made on the host");
+}
