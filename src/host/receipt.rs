@@ -132,7 +132,9 @@ pub struct Pending {
     pub pid: u32,
     /// Seconds since the epoch.
     pub started_at: u64,
-    /// The rules it adds, per family, as the kernel prints them.
+    /// Per family, the tables and chains it creates and the rules it adds
+    /// that carry no mark of ours (no comment, no jump to our chains), as
+    /// the kernel prints them; marked rules are recognised without a list.
     pub families: Vec<FamilyReceipt>,
     /// It adds `::6` to loopback (which was not there).
     pub ipv6_loopback: bool,

@@ -237,13 +237,20 @@ fn uids_in_our_chains(saved: &Saved) -> Vec<String> {
 /// zone rules of any DNS mode, port, zone and server (so they are found
 /// without the original flags), when they exempt the UID our chains exempt.
 /// Each costs a throwaway namespace; this runs only when
-/// [`comment_less_install`] holds.
+/// [`comment_less_install`] holds. A dry run refuses where no namespace can
+/// be made (the host would be touched).
 pub fn comment_less_known(
     cfg: &Config,
     exes: &Executables,
     saved: &Saved,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Known> {
+    if cfg.dry_run && !canonical::namespaces_available() {
+        // The kernel's form would come from chains made on the host.
+        anyhow::bail!(
+            "a dry run cannot load rules on the host, and no network namespace can be made here"
+        );
+    }
     let live_uids = uids_in_our_chains(saved);
     let uid = match kuma_dp_uid(cfg, &mut Vec::new()) {
         Ok(u) => u,

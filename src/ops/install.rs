@@ -556,16 +556,29 @@ impl Txn<'_> {
 
     /// The journal: the previous receipt (or a skeleton) with a record of
     /// everything this run may add, written before anything changes.
+    ///
+    /// It lists only what a later run could not recognise by itself: rules
+    /// outside our chains without our comment or a jump to our chains (our
+    /// chains, and marked rules, are ours by name), plus the tables and
+    /// chains the run creates. With comments on that is next to nothing, so
+    /// writing it costs little even for tens of thousands of rules.
     fn journal(&self, parts: &[Part], adds_v6: bool) -> anyhow::Result<Receipt> {
         let mut families = Vec::new();
         for p in parts {
             if let (Some(plan), Some(canon)) = (&p.plan, &p.canon) {
+                let mut tables = intended_tables(p, plan, canon);
+                for t in &mut tables {
+                    t.rules.retain(|r| {
+                        !crate::host::save::is_our_chain(&r.chain)
+                            && !crate::host::save::is_marked(&r.line)
+                    });
+                }
                 families.push(FamilyReceipt {
                     family: plan.family,
                     mode: p.exes.mode,
                     executables: p.exes.paths(),
-                    applied: apply::applied_text(plan),
-                    tables: intended_tables(p, plan, canon),
+                    applied: String::new(),
+                    tables,
                 });
             }
         }

@@ -497,6 +497,15 @@ fn has_v6_passthrough(ns: &Netns) -> bool {
 /// Then `recover` (install or uninstall) must bring the host to a clean,
 /// known state, and the killed run's children must be gone for good.
 fn killed_install_is_recovered(backend: Backend, during_apply: bool, recover: &str) {
+    killed_install_is_recovered_with(backend, during_apply, recover, false)
+}
+
+fn killed_install_is_recovered_with(
+    backend: Backend,
+    during_apply: bool,
+    recover: &str,
+    comments: bool,
+) {
     let t = Topology::new(&format!("k{}", backend.name()));
     let dir = tempfile::tempdir().unwrap();
     let receipt = receipt_path(&dir);
@@ -531,7 +540,12 @@ fn killed_install_is_recovered(backend: Backend, during_apply: bool, recover: &s
     );
     restore_foreign(&t.a, backend);
     let before = rules_of(&t.a, backend);
-    let args = install(&exes, &receipt, &["--disable-comments", "--redirect-dns"]);
+    let extra: &[&str] = if comments {
+        &["--redirect-dns"]
+    } else {
+        &["--disable-comments", "--redirect-dns"]
+    };
+    let args = install(&exes, &receipt, extra);
     let resolv = temp_file("nameserver 10.77.0.2\nnameserver fd00:77::2\n");
     let mut run = t.a.cmd(bin(), &args);
     run.env(
@@ -607,6 +621,12 @@ fn install_killed_after_applying_is_undone_by_uninstall_legacy() {
 fn install_killed_after_applying_is_finished_by_install_nft() {
     require_kernel!();
     killed_install_is_recovered(Backend::Nft, false, "install");
+}
+
+#[test]
+fn install_with_comments_killed_after_applying_is_undone_by_uninstall_nft() {
+    require_kernel!();
+    killed_install_is_recovered_with(Backend::Nft, false, "uninstall", true);
 }
 
 #[test]
@@ -1278,4 +1298,39 @@ fn nft_base_chains_an_install_created_go_with_it() {
     ));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(ruleset(), before, "rollback");
+}
+
+#[test]
+fn a_dry_run_uninstall_without_namespaces_changes_nothing() {
+    require_kernel!();
+    let t = Topology::new("dun");
+    let exes = Backend::Nft.executables();
+    t.a.tproxyctl_ok(&install(
+        &exes,
+        "none",
+        &["--disable-comments", "--ip-family-mode", "ipv4"],
+    ));
+    let before = t.a.state();
+    let out = t.a.run(
+        "setpriv",
+        &[
+            "--bounding-set",
+            "-sys_admin",
+            bin(),
+            "uninstall",
+            "transparent-proxy",
+            "--receipt",
+            "none",
+            "--dry-run",
+            "--iptables-executables",
+            &exes,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("could not all be identified"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(t.a.state(), before, "no chains of ours made on the host");
 }
