@@ -185,7 +185,7 @@ _tproxyctl() {
             return 0
             ;;
         tproxyctl__subcmd__forwarder)
-            opts="-q -h -V --config --config-file --kuma-dp-user --kuma-dp-uid --redirect-inbound --redirect-inbound-port --redirect-outbound-port --exclude-inbound-ports --exclude-outbound-ports --exclude-inbound-ips --exclude-outbound-ips --exclude-outbound-ports-for-uids --redirect-inbound-insert-instead-of-append --redirect-outbound-insert-instead-of-append --redirect-dns --redirect-all-dns-traffic --redirect-dns-port --skip-dns-conntrack-zone-split --vnet --ip-family-mode --iptables-logs --disable-comments --drop-invalid-packets --receipt --user --forwarder-config --policy --dataplane --local-dataplane --max-connections --max-pending-requests --max-requests --max-retries --connect-timeout --idle-timeout --drain-timeout --admin-address --access-log --dns --workers --quiet --log-level --context --no-config --api-timeout --help --version"
+            opts="-q -h -V --config --config-file --kuma-dp-user --kuma-dp-uid --redirect-inbound --redirect-inbound-port --redirect-outbound-port --exclude-inbound-ports --exclude-outbound-ports --exclude-inbound-ips --exclude-outbound-ips --exclude-outbound-ports-for-uids --redirect-inbound-insert-instead-of-append --redirect-outbound-insert-instead-of-append --redirect-dns --redirect-all-dns-traffic --redirect-dns-port --skip-dns-conntrack-zone-split --vnet --ip-family-mode --iptables-logs --disable-comments --drop-invalid-packets --receipt --user --print-config --forwarder-config --policy --dataplane --mesh-name --local-dataplane --max-connections --max-pending-requests --max-requests --max-retries --connect-timeout --idle-timeout --drain-timeout --admin-address --access-log --dns --workers --quiet --log-level --context --no-config --api-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -303,6 +303,10 @@ _tproxyctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --mesh-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --local-dataplane)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -405,7 +409,7 @@ _tproxyctl() {
             return 0
             ;;
         tproxyctl__subcmd__generate__subcmd__dataplane)
-            opts="-v -o -q -h -V --config --config-file --kuma-dp-user --kuma-dp-uid --redirect-inbound --redirect-inbound-port --redirect-outbound-port --exclude-inbound-ports --exclude-outbound-ports --exclude-inbound-ips --exclude-outbound-ips --exclude-outbound-ports-for-uids --redirect-inbound-insert-instead-of-append --redirect-outbound-insert-instead-of-append --redirect-dns --redirect-all-dns-traffic --redirect-dns-port --skip-dns-conntrack-zone-split --vnet --ip-family-mode --iptables-logs --disable-comments --drop-invalid-packets --receipt --name --mesh --address --port --service-port --service-address --service --tag --protocol --reachable-service --reachable-backend --reachable-backends --transparent-proxying --template --dataplane-var --output --check --quiet --log-level --context --no-config --api-timeout --help --version"
+            opts="-v -o -q -h -V --config --config-file --kuma-dp-user --kuma-dp-uid --redirect-inbound --redirect-inbound-port --redirect-outbound-port --exclude-inbound-ports --exclude-outbound-ports --exclude-inbound-ips --exclude-outbound-ips --exclude-outbound-ports-for-uids --redirect-inbound-insert-instead-of-append --redirect-outbound-insert-instead-of-append --redirect-dns --redirect-all-dns-traffic --redirect-dns-port --skip-dns-conntrack-zone-split --vnet --ip-family-mode --iptables-logs --disable-comments --drop-invalid-packets --receipt --name --mesh --address --port --service-port --service-address --service --tag --protocol --reachable-service --reachable-backend --reachable-backends --transparent-proxying --template --dataplane-var --output --check --require-service-tag --quiet --log-level --context --no-config --api-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -233,6 +233,7 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l context -d 'kumactl\'s control-plane context' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l no-config -d 'kumactl: do not read its own configuration' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l api-timeout -d 'kumactl\'s control-plane API timeout' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -l require-service-tag -d 'Also apply the rules of Kuma control planes before 2.14: at least one inbound (or a gateway), and a kuma.io/service tag on every inbound'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -s q -l quiet -d 'Print errors only: no progress, notes or warnings on stderr (data on stdout is unchanged)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand generate; and __fish_seen_subcommand_from dataplane" -s V -l version -d 'Print version'
@@ -263,18 +264,19 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l disabl
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l drop-invalid-packets -d 'Drop packets in conntrack state INVALID (mangle PREROUTING)' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l receipt -d 'Install receipt (JSON), or `none` to keep no state [default: /var/lib/tproxyctl/receipt.json]' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l user -d 'Run as this user (name or UID) after binding the listeners; must be the UID the rules exempt' -r
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l forwarder-config -d 'Forwarder settings file (YAML or JSON: maxConnections, maxPendingRequests, maxRequests, maxRetries, connectTimeout, idleTimeout, drainTimeout, adminAddress, accessLog, dns, workers, user, dataplanes, localDataplane)' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l forwarder-config -d 'Forwarder settings file (YAML or JSON: maxConnections, maxPendingRequests, maxRequests, maxRetries, connectTimeout, idleTimeout, drainTimeout, adminAddress, accessLog, dns, workers, user, dataplanes, localDataplane, meshName, clientKeepalive)' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l policy -d 'Policy file (ProxyTemplate, MeshProxyPatch, Mesh, MeshPassthrough; YAML, several documents allowed). Repeatable' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l dataplane -d 'Universal Dataplane file of the mesh (YAML or JSON, several documents or a kumactl list allowed): its inbounds\' address:port are mesh destinations and answer <service>.mesh. Repeatable' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l mesh-name -d 'This proxy\'s mesh when no Dataplane file decides it: policies of other meshes are ignored [default: default]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l local-dataplane -d 'This proxy\'s own Dataplane: its mesh, reachableServices / reachableBackends and inbounds apply [default: the --dataplane whose networking.address is an address of this host]' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l max-connections -d 'Most concurrent connections per cluster [default: 1024]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l max-pending-requests -d 'Most connections per cluster waiting for their upstream connect [default: 1024]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l max-requests -d 'Most concurrent relayed streams per cluster (one per TCP connection) [default: 1024]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l max-retries -d 'Most upstream connect retries per connection, and in flight per cluster [default: 3]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l connect-timeout -d 'Upstream connect timeout, e.g. 10s or 500ms [default: 10s]' -r
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l idle-timeout -d 'Close a connection after this long without data either way, e.g. 1h [default: 1h]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l idle-timeout -d 'Close a connection after this long without data either way, e.g. 1h; 0 disables it [default: 1h]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l drain-timeout -d 'On SIGTERM, how long open connections may go on before the forwarder exits [default: 5s]' -r
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l admin-address -d 'Admin address serving GET /stats (Prometheus text) and GET /ready; "off" disables it [default: 127.0.0.1:9901]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l admin-address -d 'Admin address serving GET /stats (Prometheus text), GET /config (JSON) and GET /ready; "off" disables it [default: 127.0.0.1:9901]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l access-log -d 'Write one line per finished connection to this file, or - for stdout' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l dns -d 'Run the DNS proxy on the DNS port even when DNS redirection is not configured' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l workers -d 'Worker threads (1 runs everything on one thread) [default: the CPUs this process may use]' -r
@@ -282,6 +284,7 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l log-le
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l context -d 'kumactl\'s control-plane context' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l no-config -d 'kumactl: do not read its own configuration' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l api-timeout -d 'kumactl\'s control-plane API timeout' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -l print-config -d 'Print the effective settings (per-cluster limits and timeouts, passthrough, mesh services and their addresses) as YAML and exit'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -s q -l quiet -d 'Print errors only: no progress, notes or warnings on stderr (data on stdout is unchanged)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -s h -l help -d 'Print help'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand forwarder" -s V -l version -d 'Print version'
