@@ -1,7 +1,8 @@
 //! Times what a forwarder start (and a SIGHUP reload) does with the mesh's
 //! files, without binding anything: resolve the options (policies, Dataplane
-//! files: read, parse, validate, build the mesh), then the routing table and
-//! clusters and the `.mesh` names. Takes the forwarder's own flags; prints
+//! files: read, parse, validate, build the mesh), then the settings
+//! generation built from them (routing table, clusters, `.mesh` names,
+//! resolv.conf) — the same calls as `reload.rs`. Takes the forwarder's own flags; prints
 //! the median of `--repeat` runs (wall and CPU time of the process, all
 //! threads) in milliseconds, and with `--phases` each phase alone. Used by
 //! `scripts/bench-mesh-scale.sh`; run it under `perf record` or
@@ -19,6 +20,7 @@ use clap::Parser;
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use tproxyctl::cli::forwarder::ForwarderArgs;
+use tproxyctl::forwarder::settings::Settings;
 use tproxyctl::forwarder::{dns, mesh, options, route};
 
 #[derive(Parser)]
@@ -69,12 +71,13 @@ fn main() -> anyhow::Result<()> {
         // The whole rebuild, as a reload does it.
         let (t, c) = (Instant::now(), cpu());
         let resolved = tproxyctl::config::resolve_process(&args.fwd.tp, None)?;
-        let opts = options::resolve(&args.fwd, resolved.config, resolved.warnings)?;
-        let (router, clusters) = route::build(&opts);
-        let names = dns::MeshNames::new(&opts.mesh);
+        let mut opts = options::resolve(&args.fwd, resolved.config, resolved.warnings)?;
+        let mut warnings = std::mem::take(&mut opts.warnings);
+        let settings = Settings::build(opts, None, &mut warnings)?;
         total.push(t.elapsed());
         total_cpu.push(cpu() - c);
-        drop((router, clusters, names));
+        let opts = settings.opts.clone();
+        drop(settings);
         if !args.phases {
             continue;
         }
@@ -116,9 +119,10 @@ fn main() -> anyhow::Result<()> {
 /// connection and every mesh query pays, which must not grow with the mesh.
 fn lookups(args: &Args) -> anyhow::Result<()> {
     let resolved = tproxyctl::config::resolve_process(&args.fwd.tp, None)?;
-    let opts = options::resolve(&args.fwd, resolved.config, resolved.warnings)?;
-    let (router, _clusters) = route::build(&opts);
-    let names = dns::MeshNames::new(&opts.mesh);
+    let mut opts = options::resolve(&args.fwd, resolved.config, resolved.warnings)?;
+    let mut warnings = std::mem::take(&mut opts.warnings);
+    let settings = Settings::build(opts, None, &mut warnings)?;
+    let (opts, router, names) = (&settings.opts, &settings.router, &settings.names);
     // Up to 1024 mesh destinations spread over the whole table.
     let all: Vec<SocketAddr> = opts
         .mesh
@@ -148,7 +152,8 @@ fn lookups(args: &Args) -> anyhow::Result<()> {
     let m = (n / 10).max(1);
     let t = Instant::now();
     for _ in 0..m {
-        black_box(names.answer(black_box(&q)));
+        // 512 bytes: a glibc client's UDP answer, no EDNS.
+        black_box(names.answer(black_box(&q), 512));
     }
     let answer_ns = t.elapsed().as_nanos() as f64 / m as f64;
     println!(

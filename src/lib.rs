@@ -42,5 +42,9 @@ impl From<Exit> for std::process::ExitCode {
 
 /// Runs one parsed command line.
 pub fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
+    ui::set_quiet(cli.quiet);
+    for w in config::kumactl_root_flag_warnings(&cli.kumactl) {
+        ui::warn(w);
+    }
     ops::dispatch(cli)
 }

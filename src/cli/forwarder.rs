@@ -9,7 +9,7 @@ use clap::{ArgAction, Args};
 
 use super::{ReceiptArg, TpFlags};
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ForwarderArgs {
     #[command(flatten)]
     pub tp: TpFlags,
@@ -26,7 +26,10 @@ pub struct ForwarderFlags {
     /// Run as this user (name or UID) after binding the listeners; must be the UID the rules exempt.
     #[arg(long, value_name = "USER|UID")]
     pub user: Option<String>,
-    /// Forwarder settings file (YAML or JSON: maxConnections, maxPendingRequests, maxRequests, maxRetries, connectTimeout, idleTimeout, drainTimeout, adminAddress, accessLog, dns, workers, user, dataplanes, localDataplane).
+    /// Print the effective settings (per-cluster limits and timeouts, passthrough, mesh services and their addresses) as YAML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Forwarder settings file (YAML or JSON: maxConnections, maxPendingRequests, maxRequests, maxRetries, connectTimeout, idleTimeout, drainTimeout, adminAddress, accessLog, dns, workers, user, dataplanes, localDataplane, meshName, clientKeepalive).
     #[arg(long, value_name = "FILE")]
     pub forwarder_config: Option<PathBuf>,
     /// Policy file (ProxyTemplate, MeshProxyPatch, Mesh, MeshPassthrough; YAML, several documents allowed). Repeatable.
@@ -35,6 +38,9 @@ pub struct ForwarderFlags {
     /// Universal Dataplane file of the mesh (YAML or JSON, several documents or a kumactl list allowed): its inbounds' address:port are mesh destinations and answer <service>.mesh. Repeatable.
     #[arg(long, value_name = "FILE", action = ArgAction::Append)]
     pub dataplane: Vec<PathBuf>,
+    /// This proxy's mesh when no Dataplane file decides it: policies of other meshes are ignored [default: default].
+    #[arg(long, value_name = "MESH")]
+    pub mesh_name: Option<String>,
     /// This proxy's own Dataplane: its mesh, reachableServices / reachableBackends and inbounds apply [default: the --dataplane whose networking.address is an address of this host].
     #[arg(long, value_name = "FILE")]
     pub local_dataplane: Option<PathBuf>,
@@ -53,13 +59,13 @@ pub struct ForwarderFlags {
     /// Upstream connect timeout, e.g. 10s or 500ms [default: 10s].
     #[arg(long, value_name = "DURATION")]
     pub connect_timeout: Option<String>,
-    /// Close a connection after this long without data either way, e.g. 1h [default: 1h].
+    /// Close a connection after this long without data either way, e.g. 1h; 0 disables it [default: 1h].
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<String>,
     /// On SIGTERM, how long open connections may go on before the forwarder exits [default: 5s].
     #[arg(long, value_name = "DURATION")]
     pub drain_timeout: Option<String>,
-    /// Admin address serving GET /stats (Prometheus text) and GET /ready; "off" disables it [default: 127.0.0.1:9901].
+    /// Admin address serving GET /stats (Prometheus text), GET /config (JSON) and GET /ready; "off" disables it [default: 127.0.0.1:9901].
     #[arg(long, value_name = "ADDR:PORT|off")]
     pub admin_address: Option<String>,
     /// Write one line per finished connection to this file, or - for stdout.

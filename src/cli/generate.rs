@@ -34,7 +34,9 @@ same configuration as `install transparent-proxy`: --config, KUMA_TRANSPARENT_PR
 flags. Describe the Dataplane with flags (--name, --address, --port, --service, ...) or render a \
 kuma-dp template with --template and --dataplane-var (Mustache, as `kuma-dp run` renders it). \
 --check FILE compares a Dataplane file with the installed rules (the receipt) or, without one, with \
-the configuration, and exits 1 on a difference.\n\n\
+the configuration, and exits 1 on a difference. A template or file may hold several Dataplanes \
+(documents separated by ---). Validation follows Kuma 2.14 (--require-service-tag: older control \
+planes).\n\n\
 Examples:\n  \
 tproxyctl generate dataplane --name web --address 10.0.0.5 --port 8080 --service web\n  \
 tproxyctl generate dataplane --template dp.yaml -v name=web -v address=10.0.0.5,port=8080\n  \
@@ -56,6 +58,10 @@ pub struct GenerateDataplaneArgs {
     /// Compare this Dataplane file's transparentProxying with the installed rules (or the configuration); exit 1 on a difference.
     #[arg(long, value_name = "FILE|-", help_heading = "Output", conflicts_with_all = ["template", "name", "address", "port", "service_port", "service_address", "service", "tag", "protocol", "reachable_service", "reachable_backend", "reachable_backends", "transparent_proxying"])]
     pub check: Option<PathBuf>,
+
+    /// Also apply the rules of Kuma control planes before 2.14: at least one inbound (or a gateway), and a kuma.io/service tag on every inbound.
+    #[arg(long, help_heading = "Validation")]
+    pub require_service_tag: bool,
 }
 
 /// The Dataplane's own fields (flag mode) and the template inputs.

@@ -1,6 +1,9 @@
 //! The access log: one line per finished connection — time, source, original
 //! destination, cluster, bytes each way, duration and how it ended — to a
-//! file (opened before privileges are dropped) or stdout.
+//! file or stdout. The file is opened after privileges are dropped (and
+//! again on SIGHUP), as the user the forwarder runs as: a path it could not
+//! write to as that user — a symlink planted towards a root-owned file, say —
+//! is refused by the kernel, not written with root's rights.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -20,7 +23,8 @@ pub struct Record<'a> {
     pub cluster: &'a str,
     pub moved: Moved,
     pub duration: Duration,
-    /// closed, reset, idle_timeout, connect_timeout, connect_failed, overflow, loop, blocked
+    /// closed, reset, idle_timeout, drained, client_gone, connect_timeout,
+    /// connect_failed, overflow, loop, blocked
     pub end: &'a str,
 }
 
@@ -67,8 +71,10 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    /// `-` is stdout; anything else a file opened for appending.
+    /// `-` is stdout; anything else a file opened for appending (created
+    /// with mode 0640), as the process's current user.
     pub fn open(spec: &str) -> anyhow::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
         let out: Box<dyn Write + Send> = if spec == "-" {
             Box::new(std::io::stdout())
         } else {
@@ -76,8 +82,14 @@ impl AccessLog {
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .mode(0o640)
                     .open(spec)
-                    .with_context(|| format!("opening access log {spec}"))?,
+                    .with_context(|| {
+                        format!(
+                            "opening access log {spec} as UID {}",
+                            nix::unistd::geteuid()
+                        )
+                    })?,
             )
         };
         Ok(AccessLog {

@@ -1,7 +1,9 @@
 //! The admin endpoint: a minimal HTTP/1.1 responder (one request per
-//! connection, `Connection: close`) for `GET /stats` (Prometheus text) and
-//! `GET /ready` (200 while serving, 503 while draining). Hand-written on
-//! tokio: two fixed routes do not justify an HTTP server crate.
+//! connection, `Connection: close`) for `GET /stats` (Prometheus text),
+//! `GET /config` (the effective settings as JSON) and `GET /ready` (200
+//! while serving, 503 while draining); `HEAD` answers like `GET` without the
+//! body. Hand-written on tokio: three fixed routes do not justify an HTTP
+//! server crate.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -24,26 +26,42 @@ pub async fn serve(listener: TcpListener, sh: Arc<Shared>) {
     }
 }
 
-/// (status, content type, body) for a request line.
+/// (status, content type, body) for a request line; `HEAD` is answered as
+/// `GET` (the body is left out when it is sent).
 pub fn route(method: &str, path: &str, sh: &Shared) -> (&'static str, &'static str, String) {
     const TEXT: &str = "text/plain; charset=utf-8";
     let path = path.split('?').next().unwrap_or(path);
-    match (method, path) {
-        ("GET", "/stats") | ("GET", "/stats/prometheus") | ("GET", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            sh.stats.prometheus(&sh.clusters),
-        ),
-        ("GET", "/ready") if sh.draining.load(Relaxed) => {
+    if method != "GET" && method != "HEAD" {
+        return ("405 Method Not Allowed", TEXT, "only GET and HEAD\n".into());
+    }
+    match path {
+        "/stats" | "/stats/prometheus" | "/metrics" => {
+            let settings = sh.settings.load();
+            (
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                sh.stats.prometheus(&settings.clusters, settings.generation),
+            )
+        }
+        "/config" => {
+            let settings = sh.settings.load();
+            match serde_json::to_string_pretty(&settings.effective()) {
+                Ok(mut body) => {
+                    body.push('\n');
+                    ("200 OK", "application/json", body)
+                }
+                Err(e) => ("500 Internal Server Error", TEXT, format!("{e}\n")),
+            }
+        }
+        "/ready" if sh.draining.load(Relaxed) => {
             ("503 Service Unavailable", TEXT, "DRAINING\n".into())
         }
-        ("GET", "/ready") => ("200 OK", TEXT, "LIVE\n".into()),
-        ("GET", _) => (
+        "/ready" => ("200 OK", TEXT, "LIVE\n".into()),
+        _ => (
             "404 Not Found",
             TEXT,
-            "not found: try /stats or /ready\n".into(),
+            "not found: try /stats, /config or /ready\n".into(),
         ),
-        _ => ("405 Method Not Allowed", TEXT, "only GET\n".into()),
     }
 }
 

@@ -3,8 +3,12 @@
 //! the non-mesh defaults of the seeds' "Non-mesh traffic" page, and the
 //! forwarder's cluster table — passthrough clusters first, then one per mesh
 //! service and per local inbound — holding each cluster's name, settings and
-//! counters. Plain values, no I/O.
+//! counters. A reload builds a new table; a cluster that keeps its name
+//! keeps its counters ([`Clusters::adopt_stats`]), and connections hold the
+//! cluster they were accepted with. Plain values, no I/O.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::stats::ClusterStats;
@@ -88,12 +92,14 @@ pub struct Cluster {
     /// What stats and the access log call it.
     pub name: Box<str>,
     pub settings: ClusterSettings,
-    pub stats: ClusterStats,
+    /// Shared by every generation of the table that has a cluster of this name.
+    pub stats: Arc<ClusterStats>,
 }
 
-/// Every cluster the forwarder relays through, fixed at start-up.
+/// Every cluster the forwarder relays through, fixed for one generation of
+/// the settings (start-up, then each reload).
 #[derive(Debug)]
-pub struct Clusters(Box<[Cluster]>);
+pub struct Clusters(Box<[Arc<Cluster>]>);
 
 impl Clusters {
     /// The passthrough clusters with their settings, then `more` in order.
@@ -106,16 +112,18 @@ impl Clusters {
             first
                 .into_iter()
                 .chain(more)
-                .map(|(name, settings)| Cluster {
-                    name: name.into_boxed_str(),
-                    settings,
-                    stats: ClusterStats::default(),
+                .map(|(name, settings)| {
+                    Arc::new(Cluster {
+                        name: name.into_boxed_str(),
+                        settings,
+                        stats: Arc::default(),
+                    })
                 })
                 .collect(),
         )
     }
 
-    pub fn get(&self, idx: ClusterIdx) -> &Cluster {
+    pub fn get(&self, idx: ClusterIdx) -> &Arc<Cluster> {
         &self.0[idx.0 as usize]
     }
 
@@ -124,7 +132,22 @@ impl Clusters {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Cluster> {
-        self.0.iter()
+        self.0.iter().map(|c| &**c)
+    }
+
+    /// Takes over the counters of the clusters of `old` that have a cluster
+    /// of the same name here, so that a reload neither resets counters nor
+    /// loses the gauges of connections still open. Call on a new table.
+    pub fn adopt_stats(&mut self, old: &Clusters) {
+        let by_name: HashMap<&str, &Arc<ClusterStats>> =
+            old.0.iter().map(|c| (&*c.name, &c.stats)).collect();
+        for c in self.0.iter_mut() {
+            if let Some(stats) = by_name.get(&*c.name)
+                && let Some(c) = Arc::get_mut(c)
+            {
+                c.stats = Arc::clone(stats);
+            }
+        }
     }
 }
 
@@ -238,6 +261,34 @@ mod tests {
         );
         let b = t.get(ClusterIdx(4));
         assert_eq!((&*b.name, b.settings), ("backend", mesh));
+    }
+
+    #[test]
+    fn a_new_table_keeps_the_counters_of_clusters_that_keep_their_name() {
+        let pass = [ClusterSettings::default(); 4];
+        let s = ClusterSettings::default();
+        let old = Clusters::new(&pass, [("a".to_string(), s), ("gone".to_string(), s)]);
+        old.get(ClusterIdx(4))
+            .stats
+            .cx_active
+            .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+        let mut new = Clusters::new(&pass, [("new".to_string(), s), ("a".to_string(), s)]);
+        new.adopt_stats(&old);
+        assert!(Arc::ptr_eq(
+            &new.get(ClusterIdx(5)).stats,
+            &old.get(ClusterIdx(4)).stats
+        ));
+        assert!(Arc::ptr_eq(
+            &new.passthrough(ClusterId::OutboundV6).stats,
+            &old.passthrough(ClusterId::OutboundV6).stats
+        ));
+        assert_eq!(
+            new.get(ClusterIdx(4))
+                .stats
+                .cx_active
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
     }
 
     #[test]

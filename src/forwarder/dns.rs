@@ -1,10 +1,13 @@
 //! The DNS proxy on the DNS port (UDP and TCP, IPv4 and IPv6): each query is
 //! checked with hickory-proto; `<service>.mesh` is answered from the
 //! Dataplane files ([`MeshNames`]: the addresses of the service's instances,
+//! as many as fit the client's UDP size, never with TC — see [`fit`];
 //! NXDOMAIN for any other `*.mesh` name); everything else is sent unchanged
 //! to the name servers of resolv.conf in order, and when every upstream
-//! fails the client gets a SERVFAIL. Its own upstream queries bypass the
-//! redirect because the forwarder runs as the exempt UID.
+//! fails the client gets a SERVFAIL. What it answers with comes from the
+//! current settings generation; which queries it answers at all is decided
+//! in `dnsnet.rs`. Its own upstream queries bypass the redirect because the
+//! forwarder runs as the exempt UID (and its sockets are that UID's).
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -20,7 +23,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, watch};
 
+use super::dnsnet::{self, Admission};
 use super::mesh::Mesh;
+use super::proxy::Shared;
+use super::settings::Settings;
 use super::stats::DnsStats;
 
 /// The mesh's DNS zone.
@@ -85,8 +91,9 @@ impl MeshNames {
 
     /// The answer to a query for a `*.mesh` name of class IN; `None` sends
     /// the query upstream. A known service gets its A or AAAA records (both
-    /// for ANY; none for other types), an unknown one NXDOMAIN.
-    pub fn answer(&self, query: &Message) -> Option<Message> {
+    /// for ANY; none for other types), an unknown one NXDOMAIN. The answer
+    /// holds as many records as fit in `limit` bytes (see [`fit`]).
+    pub fn answer(&self, query: &Message, limit: usize) -> Option<Fitted> {
         if !self.authoritative {
             return None;
         }
@@ -107,7 +114,7 @@ impl MeshNames {
         }
         let Some(ips) = self.names.get(&service) else {
             m.metadata.response_code = ResponseCode::NXDomain;
-            return Some(m);
+            return fit(m, Vec::new(), 0, limit);
         };
         let (v4, v6) = match q.query_type() {
             RecordType::A => (true, false),
@@ -115,15 +122,75 @@ impl MeshNames {
             RecordType::ANY => (true, true),
             _ => (false, false),
         };
-        for ip in ips {
-            let rdata = match ip {
-                IpAddr::V4(a) if v4 => RData::A(A(*a)),
-                IpAddr::V6(a) if v6 => RData::AAAA(AAAA(*a)),
-                _ => continue,
-            };
-            m.add_answer(Record::from_rdata(q.name().clone(), MESH_TTL, rdata));
+        let records: Vec<Record> = ips
+            .iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V4(a) if v4 => Some(RData::A(A(*a))),
+                IpAddr::V6(a) if v6 => Some(RData::AAAA(AAAA(*a))),
+                _ => None,
+            })
+            .map(|rdata| Record::from_rdata(q.name().clone(), MESH_TTL, rdata))
+            .collect();
+        fit(m, records, usize::from(query.metadata.id), limit)
+    }
+}
+
+/// A `.mesh` answer in wire format.
+#[derive(Debug)]
+pub struct Fitted {
+    pub bytes: Vec<u8>,
+    pub message: Message,
+    /// Records were left out to fit the size limit.
+    pub fitted: bool,
+}
+
+/// `m` with as many of `records` as fit in `limit` bytes (the client's UDP
+/// size, or 65535 over TCP), without the TC bit — as Kuma's DNS does. A
+/// client that sees TC retries over TCP/53, which the installed rules send
+/// to the real name server (kumactl's TCP/53 RETURN), where `.mesh` names do
+/// not exist: glibc's `getaddrinfo` then fails. When not all fit, the window
+/// of records starts at `start` (the query ID) modulo their number, so that
+/// different queries see different instances.
+fn fit(mut m: Message, records: Vec<Record>, start: usize, limit: usize) -> Option<Fitted> {
+    let n = records.len();
+    let all = {
+        m.answers.clone_from(&records);
+        m.to_vec().ok()?
+    };
+    if all.len() <= limit || n == 0 {
+        return Some(Fitted {
+            bytes: all,
+            message: m,
+            fitted: false,
+        });
+    }
+    // Every record has the same owner name (a pointer to the question) and
+    // one address: sizes are near equal, so start from the average and
+    // shrink until it fits.
+    let base = {
+        m.answers.clear();
+        m.to_vec().ok()?.len()
+    };
+    let per = (all.len() - base).div_ceil(n).max(1);
+    let mut k = limit.saturating_sub(base) / per;
+    let start = start % n;
+    loop {
+        m.answers = records
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(k)
+            .cloned()
+            .collect();
+        let bytes = m.to_vec().ok()?;
+        if bytes.len() <= limit || k == 0 {
+            return Some(Fitted {
+                bytes,
+                message: m,
+                fitted: true,
+            });
         }
-        Some(m)
+        k -= 1;
     }
 }
 
@@ -153,27 +220,9 @@ pub fn upstreams_from(path: &Path, warnings: &mut Vec<String>) -> anyhow::Result
     })
 }
 
-/// The addresses the DNS proxy binds: loopback only, unless virtual networks
-/// are captured (their DNS arrives on other addresses), as kuma-dp does.
-pub fn bind_addrs(ipv6: bool, all: bool) -> Vec<IpAddr> {
-    let mut v = vec![if all {
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-    } else {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    }];
-    if ipv6 {
-        v.push(if all {
-            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-        } else {
-            IpAddr::V6(Ipv6Addr::LOCALHOST)
-        });
-    }
-    v
-}
-
+/// The DNS proxy's own state; what it answers with comes from the current
+/// [`Settings`] generation, read per query.
 pub struct Dns {
-    pub upstreams: Upstreams,
-    pub mesh: MeshNames,
     pub inflight: Semaphore,
 }
 
@@ -210,44 +259,60 @@ fn formerr(bytes: &[u8]) -> Option<Vec<u8>> {
         .ok()
 }
 
-impl Dns {
-    /// The answer bytes for one query (never empty unless the input is garbage).
-    async fn resolve(&self, bytes: &[u8], tcp: bool, stats: &DnsStats) -> Option<Vec<u8>> {
-        let Ok(query) = parse_query(bytes) else {
-            stats.invalid.fetch_add(1, Relaxed);
-            return formerr(bytes);
-        };
-        if let Some(a) = self.mesh.answer(&query) {
-            if a.metadata.response_code == ResponseCode::NXDomain {
-                stats.mesh_nxdomain.fetch_add(1, Relaxed);
-            } else {
-                stats.mesh_answers.fetch_add(1, Relaxed);
-            }
-            let bytes = a.to_vec().ok()?;
-            // Too big for the client's UDP buffer: TC set, it asks over TCP.
-            if !tcp && bytes.len() > usize::from(query.max_payload()) {
-                return a.truncate().to_vec().ok();
-            }
-            return Some(bytes);
-        }
-        for server in &self.upstreams.servers {
-            let r = if tcp {
-                tokio::time::timeout(self.upstreams.timeout, exchange_tcp(*server, bytes)).await
-            } else {
-                tokio::time::timeout(self.upstreams.timeout, exchange_udp(*server, bytes)).await
-            };
-            match r {
-                Ok(Ok(answer)) if answer.len() >= 2 && answer[..2] == bytes[..2] => {
-                    return Some(answer);
-                }
-                _ => {
-                    stats.upstream_fail.fetch_add(1, Relaxed);
-                }
-            }
-        }
-        stats.servfail.fetch_add(1, Relaxed);
-        Some(servfail(&query))
+/// The size a `.mesh` answer may have: over UDP the client's EDNS size
+/// (at most the one we advertise) or 512 bytes without EDNS; over TCP a
+/// message's maximum.
+fn answer_limit(query: &Message, tcp: bool) -> usize {
+    if tcp {
+        usize::from(u16::MAX)
+    } else {
+        usize::from(query.max_payload().clamp(512, EDNS_PAYLOAD))
     }
+}
+
+/// The answer bytes for one query (never empty unless the input is garbage).
+async fn resolve(
+    settings: &Settings,
+    bytes: &[u8],
+    tcp: bool,
+    stats: &DnsStats,
+) -> Option<Vec<u8>> {
+    let Ok(query) = parse_query(bytes) else {
+        stats.invalid.fetch_add(1, Relaxed);
+        return formerr(bytes);
+    };
+    if let Some(a) = settings.names.answer(&query, answer_limit(&query, tcp)) {
+        if a.message.metadata.response_code == ResponseCode::NXDomain {
+            stats.mesh_nxdomain.fetch_add(1, Relaxed);
+        } else {
+            stats.mesh_answers.fetch_add(1, Relaxed);
+        }
+        if a.fitted {
+            stats.mesh_fitted.fetch_add(1, Relaxed);
+        }
+        return Some(a.bytes);
+    }
+    let Some(upstreams) = &settings.upstreams else {
+        stats.servfail.fetch_add(1, Relaxed);
+        return Some(servfail(&query));
+    };
+    for server in &upstreams.servers {
+        let r = if tcp {
+            tokio::time::timeout(upstreams.timeout, exchange_tcp(*server, bytes)).await
+        } else {
+            tokio::time::timeout(upstreams.timeout, exchange_udp(*server, bytes)).await
+        };
+        match r {
+            Ok(Ok(answer)) if answer.len() >= 2 && answer[..2] == bytes[..2] => {
+                return Some(answer);
+            }
+            _ => {
+                stats.upstream_fail.fetch_add(1, Relaxed);
+            }
+        }
+    }
+    stats.servfail.fetch_add(1, Relaxed);
+    Some(servfail(&query))
 }
 
 async fn exchange_udp(server: SocketAddr, q: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -295,47 +360,73 @@ async fn read_frame(s: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
     Ok(Some(buf))
 }
 
+/// Serves one UDP socket. `admission` is set for the wildcard sockets of
+/// virtual-network mode (see `dnsnet.rs`): their datagrams carry packet
+/// information, are checked, and are answered from the address they were
+/// sent to.
 pub async fn serve_udp(
     sock: UdpSocket,
+    admission: Option<Arc<Admission>>,
     dns: Arc<Dns>,
-    stats: Arc<super::proxy::Shared>,
+    sh: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
     let sock = Arc::new(sock);
     let mut buf = vec![0u8; 65535];
     loop {
-        let (n, from) = tokio::select! {
+        let (n, from, pktinfo) = tokio::select! {
             biased;
             _ = stop.changed() => break,
-            r = sock.recv_from(&mut buf) => match r {
+            r = recv(&sock, admission.is_some(), &mut buf) => match r {
                 Ok(x) => x,
                 Err(_) => continue,
             },
         };
-        let st = &stats.stats.dns;
+        let st = &sh.stats.dns;
         st.queries_udp.fetch_add(1, Relaxed);
+        if let (Some(a), Some(d)) = (&admission, &pktinfo)
+            && !a.admits(d)
+        {
+            st.refused.fetch_add(1, Relaxed);
+            continue;
+        }
+        let local = pktinfo.map(|d| d.to);
         let Ok(permit) = dns.inflight.try_acquire() else {
             st.overflow.fetch_add(1, Relaxed);
             continue;
         };
         permit.forget();
         let q = buf[..n].to_vec();
-        let (sock, dns, stats) = (sock.clone(), dns.clone(), stats.clone());
+        let (sock, dns, sh) = (sock.clone(), dns.clone(), sh.clone());
         tokio::spawn(async move {
-            if let Some(a) = dns.resolve(&q, false, &stats.stats.dns).await {
-                let _ = sock.send_to(&a, from).await;
+            let settings = sh.settings.load_full();
+            if let Some(a) = resolve(&settings, &q, false, &sh.stats.dns).await {
+                let _ = match local {
+                    Some(local) => dnsnet::send(&sock, &a, from, local).await,
+                    None => sock.send_to(&a, from).await.map(|_| ()),
+                };
             }
             dns.inflight.add_permits(1);
         });
     }
 }
 
-pub async fn serve_tcp(
-    listener: TcpListener,
-    dns: Arc<Dns>,
-    stats: Arc<super::proxy::Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// One datagram: its length and source, and for wildcard sockets its
+/// packet information.
+async fn recv(
+    sock: &UdpSocket,
+    pktinfo: bool,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr, Option<dnsnet::Datagram>)> {
+    if !pktinfo {
+        let (n, from) = sock.recv_from(buf).await?;
+        return Ok((n, from, None));
+    }
+    let d = dnsnet::recv(sock, buf).await?;
+    Ok((d.len, d.from, Some(d)))
+}
+
+pub async fn serve_tcp(listener: TcpListener, sh: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
         let s = tokio::select! {
             biased;
@@ -345,16 +436,17 @@ pub async fn serve_tcp(
                 Err(_) => continue,
             },
         };
-        let (dns, stats) = (dns.clone(), stats.clone());
+        let sh = sh.clone();
         tokio::spawn(async move {
             let mut s = s;
-            let st = &stats.stats.dns;
+            let st = &sh.stats.dns;
             // One connection may carry several queries; 10s idle ends it.
             while let Ok(Ok(Some(q))) =
                 tokio::time::timeout(Duration::from_secs(10), read_frame(&mut s)).await
             {
                 st.queries_tcp.fetch_add(1, Relaxed);
-                let Some(a) = dns.resolve(&q, true, st).await else {
+                let settings = sh.settings.load_full();
+                let Some(a) = resolve(&settings, &q, true, st).await else {
                     break;
                 };
                 let Ok(len) = u16::try_from(a.len()) else {
@@ -428,8 +520,8 @@ mod tests {
         }
         // Through the wire format, as the proxy sees it.
         let parsed = parse_query(&q.to_vec().unwrap()).unwrap();
-        let a = names.answer(&parsed)?;
-        let a = Message::from_vec(&a.to_vec().unwrap()).unwrap();
+        let a = names.answer(&parsed, answer_limit(&parsed, false))?;
+        let a = Message::from_vec(&a.bytes).unwrap();
         assert_eq!(a.metadata.id, q.metadata.id);
         assert_eq!(a.queries, parsed.queries);
         assert!(a.metadata.authoritative && a.metadata.recursion_desired);
@@ -517,40 +609,88 @@ mod tests {
         assert_eq!(addrs(&a), ["10.0.0.5", "10.0.0.6", "10.0.0.7"]);
     }
 
-    #[tokio::test]
-    async fn a_mesh_answer_too_big_for_udp_is_truncated() {
+    fn big(n: u8) -> Settings {
         use crate::forwarder::mesh::{Mesh, Service};
-        let eps: Vec<SocketAddr> = (1..=60u8)
+        let mut eps: Vec<SocketAddr> = (1..=n)
             .map(|i| SocketAddr::from(([10, 0, 1, i], 80)))
             .collect();
-        let dns = Dns {
-            upstreams: Upstreams {
-                servers: Vec::new(),
-                timeout: Duration::from_millis(10),
-            },
-            mesh: MeshNames::new(&Mesh {
-                name: Some("default".into()),
-                services: vec![Service {
-                    name: "big".into(),
-                    endpoints: eps,
-                }],
-                ..Mesh::default()
-            }),
-            inflight: Semaphore::new(1),
+        eps.extend(
+            (1..=n).map(|i| SocketAddr::from(([0xfd00, 0, 0, 0, 0, 0, 0, u16::from(i)], 80))),
+        );
+        let mut o = crate::forwarder::options::tests::defaults();
+        o.mesh = Mesh {
+            name: Some("default".into()),
+            services: vec![Service {
+                name: "big".into(),
+                endpoints: eps,
+            }],
+            ..Mesh::default()
         };
+        Settings::build(o, None, &mut Vec::new()).unwrap()
+    }
+
+    async fn ask_big(
+        s: &Settings,
+        ty: RecordType,
+        edns: Option<u16>,
+        tcp: bool,
+        id: u16,
+    ) -> (Message, usize) {
         let mut q = Message::query();
-        q.add_query(Query::query(
-            Name::from_ascii("big.mesh.").unwrap(),
-            RecordType::A,
-        ));
+        q.metadata.id = id;
+        q.add_query(Query::query(Name::from_ascii("big.mesh.").unwrap(), ty));
+        if let Some(size) = edns {
+            let mut e = Edns::new();
+            e.set_max_payload(size);
+            q.set_edns(e);
+        }
         let bytes = q.to_vec().unwrap();
-        let stats = DnsStats::default();
-        let udp = Message::from_vec(&dns.resolve(&bytes, false, &stats).await.unwrap()).unwrap();
-        assert!(udp.metadata.truncation && udp.answers.is_empty());
-        let tcp = Message::from_vec(&dns.resolve(&bytes, true, &stats).await.unwrap()).unwrap();
-        assert!(!tcp.metadata.truncation);
-        assert_eq!(tcp.answers.len(), 60);
-        assert_eq!(stats.mesh_answers.load(Relaxed), 2);
+        let a = resolve(s, &bytes, tcp, &DnsStats::default()).await.unwrap();
+        (Message::from_vec(&a).unwrap(), a.len())
+    }
+
+    #[tokio::test]
+    async fn a_big_mesh_answer_holds_as_many_records_as_fit_without_tc() {
+        let s = big(60);
+        // No EDNS: 512 bytes. 16 bytes per A record after a 26-byte start.
+        let (a, len) = ask_big(&s, RecordType::A, None, false, 0).await;
+        assert!(
+            !a.metadata.truncation,
+            "TC would send glibc to TCP/53, which bypasses the proxy"
+        );
+        assert_eq!(a.metadata.response_code, ResponseCode::NoError);
+        assert!(len <= 512, "{len}");
+        assert_eq!(a.answers.len(), 30);
+        assert!(512 - len < 16, "room for one more record: {len}");
+        let got = addrs(&a);
+        assert_eq!(got[0], "10.0.1.1");
+        // Another query ID starts elsewhere, so all instances get used.
+        let (b, _) = ask_big(&s, RecordType::A, None, false, 45).await;
+        assert_eq!(addrs(&b)[0], "10.0.1.46");
+        assert_eq!(addrs(&b)[29], "10.0.1.15", "the window wraps around");
+        // AAAA records are bigger.
+        let (a, len) = ask_big(&s, RecordType::AAAA, None, false, 0).await;
+        assert!(
+            len <= 512 && a.answers.len() == 17,
+            "{len} {}",
+            a.answers.len()
+        );
+        // EDNS: the client's size, at most the 1232 we advertise.
+        let (a, len) = ask_big(&s, RecordType::ANY, Some(4096), false, 0).await;
+        assert!(len <= 1232 && !a.metadata.truncation, "{len}");
+        assert!(
+            a.answers.len() > 40 && a.answers.len() < 120,
+            "{}",
+            a.answers.len()
+        );
+        let (a, _) = ask_big(&s, RecordType::A, Some(1232), false, 0).await;
+        assert_eq!(a.answers.len(), 60, "60 A records fit in 1232 bytes");
+        // TCP: everything.
+        let (a, _) = ask_big(&s, RecordType::ANY, None, true, 0).await;
+        assert_eq!(a.answers.len(), 120);
+        // A small service is answered whole, in file order.
+        let (a, _) = ask_big(&big(3), RecordType::A, None, false, 7).await;
+        assert_eq!(addrs(&a), ["10.0.1.1", "10.0.1.2", "10.0.1.3"]);
     }
 
     #[test]

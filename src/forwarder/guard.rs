@@ -25,12 +25,35 @@
 //! coincidence). The kernel queues a looped connection before the connect's
 //! completion becomes visible to us, so once the connect is done, the first
 //! drain of the accept queue that *started* after that retires the record.
+//!
+//! Our own connects can also come back *although* the rules exempt us: a
+//! stale conntrack entry of a client connection we reset takes them over.
+//! When the forwarder resets a client (a refusal, a failed connect, a
+//! reset or cut relay), the client's entry — NATed to our listener by the
+//! REDIRECT rule — ends in state CLOSE after an RST in the reply direction
+//! without a FIN, and stays for `nf_conntrack_tcp_timeout_close` (10 s). A
+//! new SYN with the same addresses and ports does not reopen such an entry
+//! (conntrack reopens only after a FIN, or after an RST from the SYN's own
+//! side): it is "ignored" but passes with the old entry's NAT, and the
+//! SYN-ACK resynchronises the entry — so the connection lands on our own
+//! listener. And the kernel picks our upstream port toward a destination
+//! from the same per-destination sequence the applications' connects to it
+//! used, so right after an overload (many clients reset) our connects walk
+//! into those entries one after another: each loops, is refused, resets its
+//! innocent client and leaves one more such entry (seen with `conntrack -L`:
+//! `CLOSE src=<host> sport=P dport=7000 src=127.0.0.1 sport=15001`, and an
+//! access log full of `end=loop`). So every client we reset is quarantined
+//! ([`LoopGuard::quarantine`]) for that timeout; an upstream connect that
+//! got one of those 4-tuples is abandoned at once and made again from
+//! another port, and its connection, if it reached our listener, is closed
+//! with a FIN — which also makes that conntrack entry reopenable.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{setsockopt, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -46,12 +69,14 @@ pub enum Side {
 
 type Key = (SocketAddr, SocketAddr);
 
-/// How many records share a key (it can come back after a close), and
-/// whether one was made for a suspect connection.
+/// How many records share a key (it can come back after a close), whether
+/// one was made for a suspect connection, and whether it is a connect
+/// abandoned because a stale conntrack entry would take it over.
 #[derive(Debug, Default, Clone, Copy)]
 struct Entry {
     count: u32,
     suspect: bool,
+    taken_over: bool,
 }
 
 /// What the guard says about an accepted connection.
@@ -63,6 +88,54 @@ pub enum Verdict {
     Suspect,
     /// Matches the connect of a suspect: a loop.
     Loop,
+    /// One of our abandoned connects, brought here by a stale conntrack
+    /// entry: close it quietly (with a FIN, see the module docs).
+    TakenOver,
+}
+
+/// Client 4-tuples (peer, original destination) the forwarder reset, until
+/// their conntrack entries expire.
+#[derive(Debug)]
+struct Quarantine {
+    until: HashMap<Key, Instant>,
+    order: VecDeque<(Key, Instant)>,
+    ttl: Duration,
+}
+
+/// At most this many quarantined 4-tuples (the oldest go first).
+const QUARANTINE_MAX: usize = 1 << 20;
+
+impl Quarantine {
+    fn prune(&mut self, now: Instant) {
+        while let Some((key, at)) = self.order.front().copied() {
+            if at > now && self.order.len() <= QUARANTINE_MAX {
+                break;
+            }
+            self.order.pop_front();
+            if self.until.get(&key) == Some(&at) {
+                self.until.remove(&key);
+            }
+        }
+    }
+}
+
+/// How long conntrack keeps a reset connection: the netns's
+/// `nf_conntrack_tcp_timeout_close` (10 s by default), plus a second.
+pub fn close_timeout() -> Duration {
+    let secs = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_close")
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or(10);
+    Duration::from_secs(secs.max(10) + 1)
+}
+
+/// How a started upstream connect went.
+pub enum Started {
+    /// Connecting; hand the record back with [`LoopGuard::done`].
+    Connecting(Socket, SocketAddr, Record),
+    /// The kernel gave it the 4-tuple of a client we reset: abandoned
+    /// (closed); connect again. Hand the record back too.
+    TakenOver(Record),
 }
 
 #[derive(Debug, Default)]
@@ -75,10 +148,17 @@ struct Registry {
     seq: u64,
 }
 
-/// The registries of both listeners.
-#[derive(Debug, Default)]
+/// The registries of both listeners, and the quarantined client 4-tuples.
+#[derive(Debug)]
 pub struct LoopGuard {
     regs: [Mutex<Registry>; 2],
+    quarantine: Mutex<Quarantine>,
+}
+
+impl Default for LoopGuard {
+    fn default() -> Self {
+        LoopGuard::new(close_timeout())
+    }
 }
 
 /// A recorded upstream connect; hand it back with [`LoopGuard::done`].
@@ -94,6 +174,18 @@ fn lock(m: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
 }
 
 impl LoopGuard {
+    /// Quarantines reset clients for `ttl` (see [`close_timeout`]).
+    pub fn new(ttl: Duration) -> Self {
+        LoopGuard {
+            regs: Default::default(),
+            quarantine: Mutex::new(Quarantine {
+                until: HashMap::new(),
+                order: VecDeque::new(),
+                ttl,
+            }),
+        }
+    }
+
     /// Judges a connection accepted on `side` from `peer` to `dst`.
     pub fn check(&self, side: Side, peer: SocketAddr, dst: SocketAddr) -> Verdict {
         match lock(&self.regs[side as usize])
@@ -101,21 +193,42 @@ impl LoopGuard {
             .get(&(canonical(peer), canonical(dst)))
         {
             None => Verdict::Clear,
+            Some(e) if e.taken_over => Verdict::TakenOver,
             Some(e) if e.suspect => Verdict::Loop,
             Some(_) => Verdict::Suspect,
         }
     }
 
+    /// The forwarder reset (or is about to reset) the client connection
+    /// `peer` → `dst`: its conntrack entry now points at our listener and
+    /// cannot be reopened; no upstream connect may use that 4-tuple until it
+    /// expires.
+    pub fn quarantine(&self, peer: SocketAddr, dst: SocketAddr) {
+        let key = (canonical(peer), canonical(dst));
+        let mut q = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        q.prune(now);
+        let at = now + q.ttl;
+        q.until.insert(key, at);
+        q.order.push_back((key, at));
+    }
+
+    fn quarantined(&self, key: &Key) -> bool {
+        let q = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+        q.until.get(key).is_some_and(|at| *at > Instant::now())
+    }
+
     /// Starts a non-blocking connect to `dst` for a connection accepted on
     /// `from` (inbound ones from `source`: `127.0.0.6` / `::6`) and records
-    /// it, with whether that connection is a suspect.
+    /// it, with whether that connection is a suspect. A connect that got a
+    /// quarantined 4-tuple is abandoned ([`Started::TakenOver`]).
     pub fn connect(
         &self,
         from: Side,
         dst: SocketAddr,
         source: Option<IpAddr>,
         suspect: bool,
-    ) -> io::Result<(Socket, SocketAddr, Record)> {
+    ) -> io::Result<Started> {
         let s = Socket::new(
             Domain::for_address(dst),
             Type::STREAM.nonblocking().cloexec(),
@@ -153,12 +266,25 @@ impl LoopGuard {
             .map(canonical)
             .ok_or_else(|| io::Error::other("upstream socket has no IP address"))?;
         let key = (local, dst);
+        // Decided before the locks go: a connection that comes back for this
+        // connect is judged by what is recorded here.
+        let taken_over = self.quarantined(&key);
         for r in &mut held {
             let e = r.live.entry(key).or_default();
             e.count += 1;
             e.suspect |= suspect;
+            e.taken_over |= taken_over;
         }
-        Ok((s, local, Record { key, sides }))
+        drop(held);
+        let rec = Record { key, sides };
+        if taken_over {
+            // Closed with a FIN if the handshake with our listener is done,
+            // answered with a reset otherwise: either way that conntrack
+            // entry becomes reopenable.
+            drop(s);
+            return Ok(Started::TakenOver(rec));
+        }
+        Ok(Started::Connecting(s, local, rec))
     }
 
     /// The connect finished (connected, failed or timed out): its record
@@ -206,7 +332,11 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let dst = l.local_addr().unwrap();
         let g = LoopGuard::default();
-        let (_s, local, rec) = g.connect(Side::Outbound, dst, None, false).unwrap();
+        let Started::Connecting(_s, local, rec) =
+            g.connect(Side::Outbound, dst, None, false).unwrap()
+        else {
+            panic!("not quarantined")
+        };
         let (_a, peer) = l.accept().unwrap();
         assert_eq!(peer, local);
         assert_eq!(g.check(Side::Outbound, peer, dst), Verdict::Suspect);
@@ -237,7 +367,11 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let dst = l.local_addr().unwrap();
         let g = LoopGuard::default();
-        let (_s, local, rec) = g.connect(Side::Inbound, dst, None, true).unwrap();
+        let Started::Connecting(_s, local, rec) =
+            g.connect(Side::Inbound, dst, None, true).unwrap()
+        else {
+            panic!("not quarantined")
+        };
         assert_eq!(g.check(Side::Inbound, local, dst), Verdict::Loop);
         assert_eq!(g.check(Side::Outbound, local, dst), Verdict::Loop);
         g.done(rec);
@@ -245,5 +379,36 @@ mod tests {
         drain(&g, Side::Inbound);
         assert_eq!(g.check(Side::Inbound, local, dst), Verdict::Clear);
         assert_eq!(g.check(Side::Outbound, local, dst), Verdict::Clear);
+    }
+
+    #[test]
+    fn a_connect_that_gets_a_quarantined_4_tuple_is_abandoned() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dst = l.local_addr().unwrap();
+        let g = LoopGuard::new(Duration::from_secs(60));
+        // Learn which port the next connect would take: the kernel walks a
+        // per-destination sequence, so quarantine a window of ports ahead.
+        let Started::Connecting(s, first, rec) =
+            g.connect(Side::Outbound, dst, None, false).unwrap()
+        else {
+            panic!("nothing is quarantined yet")
+        };
+        drop(s);
+        g.done(rec);
+        for port in 1..=u16::MAX {
+            g.quarantine(SocketAddr::new(first.ip(), port), dst);
+        }
+        let Started::TakenOver(rec) = g.connect(Side::Outbound, dst, None, false).unwrap() else {
+            panic!("every port is quarantined")
+        };
+        let (local, _) = rec.key;
+        assert_eq!(g.check(Side::Outbound, local, dst), Verdict::TakenOver);
+        g.done(rec);
+        drain(&g, Side::Outbound);
+        assert_eq!(g.check(Side::Outbound, local, dst), Verdict::Clear);
+        // Another destination is not affected, and quarantines expire.
+        let g = LoopGuard::new(Duration::ZERO);
+        g.quarantine(first, dst);
+        assert!(!g.quarantined(&(first, dst)));
     }
 }

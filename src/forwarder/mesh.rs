@@ -137,17 +137,33 @@ fn first_few(names: impl Iterator<Item = String>, len: usize) -> String {
 
 /// Reads the `--dataplane` files and the `--local-dataplane` file and builds
 /// the mesh. Without `local`, this proxy's Dataplane is the one whose
-/// `networking.address` is an address of this host, if exactly one is.
-/// Files in, an immutable [`Mesh`] out: start-up and a reload both call it,
-/// and its cost is linear in the number of Dataplanes.
+/// `networking.address` is an address of this host, if exactly one is; and
+/// when `mesh` (`--mesh-name`) is given, Dataplanes of other meshes are left
+/// out first, with a warning. Files in, an immutable [`Mesh`] out: start-up
+/// and a reload both call it, and its cost is linear in the number of
+/// Dataplanes.
 pub fn load(
     dataplanes: &[impl AsRef<Path>],
     local: Option<&Path>,
+    mesh: Option<&str>,
     warnings: &mut Vec<String>,
 ) -> Result<Mesh, UsageError> {
     let mut all = Vec::new();
     for p in dataplanes {
         all.extend(read_files(p.as_ref(), "--dataplane")?);
+    }
+    if let (Some(m), None) = (mesh, local) {
+        all.retain(|l| {
+            let keep = l.dp.mesh_name() == m;
+            if !keep {
+                warnings.push(format!(
+                    "{} is in mesh {}, not {m}: ignored",
+                    l.what,
+                    l.dp.mesh_name()
+                ));
+            }
+            keep
+        });
     }
     let local = match local {
         None => None,
@@ -392,13 +408,8 @@ impl<'a> Reach<'a> {
                         l.what, r.kind
                     )));
                 }
-                if !r.namespace.is_empty() {
-                    return Err(UsageError::new(format!(
-                        "{}: {at}.namespace '{}' cannot be honoured: namespaces exist on Kubernetes \
-                         only; a Universal MeshService is named by its kuma.io/service tag",
-                        l.what, r.namespace
-                    )));
-                }
+                // A `namespace` never gets here: `Dataplane::validate` refuses it
+                // in a Universal Dataplane (see `checked`).
             }
         }
         let mut reach = Reach {
@@ -600,6 +611,8 @@ impl Members {
 struct Endpoints<'a> {
     services: IndexMap<&'a str, Vec<SocketAddr>>,
     unreachable: IndexSet<&'a str>,
+    /// (service, inbound port) of every inbound of the mesh, for the warnings.
+    ports: HashSet<(&'a str, u16)>,
     dataplanes: usize,
 }
 
@@ -632,6 +645,7 @@ fn endpoints<'a>(
                 ))
             })?;
             let addr = SocketAddr::new(ip, ep.port);
+            out.ports.insert((ep.service, ep.port));
             if let Some(other) = owner.insert(addr, &m.what) {
                 return Err(UsageError::new(format!(
                     "{addr} is an inbound of both {other} and {}: one address and port belongs \
@@ -677,7 +691,14 @@ pub fn build(
     let eps = endpoints(&members, &mesh_name, &reach, warnings)?;
 
     if let Some(l) = local {
-        warn_unmatched(l, &reach, &eps.services, &eps.unreachable, warnings);
+        warn_unmatched(
+            l,
+            &reach,
+            &eps.services,
+            &eps.unreachable,
+            &eps.ports,
+            warnings,
+        );
     }
     let inbounds = match local {
         Some(l) => local_inbounds(l)?,
@@ -716,6 +737,7 @@ fn warn_unmatched(
     reach: &Reach<'_>,
     services: &IndexMap<&str, Vec<SocketAddr>>,
     unreachable: &IndexSet<&str>,
+    ports: &HashSet<(&str, u16)>,
     warnings: &mut Vec<String>,
 ) {
     let known = |s: &str| services.contains_key(s) || unreachable.contains(s);
@@ -733,6 +755,15 @@ fn warn_unmatched(
         if !r.name.is_empty() && !known(&r.name) {
             warnings.push(format!(
                 "{}: {REFS_AT}[{i}] names MeshService '{}', which no given Dataplane offers",
+                l.what, r.name
+            ));
+        } else if !r.name.is_empty()
+            && let Some(p) = r.port
+            && !u16::try_from(p).is_ok_and(|p| ports.contains(&(r.name.as_str(), p)))
+        {
+            warnings.push(format!(
+                "{}: {REFS_AT}[{i}].port {p} matches no inbound of MeshService '{}', so the ref \
+                 makes nothing reachable (the port is an inbound's port, not its servicePort)",
                 l.what, r.name
             ));
         }

@@ -23,17 +23,63 @@ pub fn canonical(a: SocketAddr) -> SocketAddr {
     }
 }
 
+/// TCP keepalive of the clients' connections: a client that vanished
+/// without a FIN or a reset reaching us — killed while its data waited
+/// behind an upstream that does not read, so its FIN sits unsent behind
+/// that data until its kernel gives the orphaned socket up silently; or a
+/// host that went away — is found by a probe (the peer's kernel answers it
+/// with a reset, or nothing answers), and the relay then resets both sides
+/// instead of holding them until the idle timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    pub time: Duration,
+    pub interval: Duration,
+    pub probes: u32,
+}
+
+impl Default for Keepalive {
+    /// 60 s, then every 10 s, 3 probes: a vanished client is found within
+    /// about 90 s after its kernel has given up its socket.
+    fn default() -> Self {
+        Keepalive {
+            time: Duration::from_secs(60),
+            interval: Duration::from_secs(10),
+            probes: 3,
+        }
+    }
+}
+
 /// A TCP listener on every address of the family set: `[::]` dual-stack when
 /// `ipv6`, else `0.0.0.0`. Falls back to `0.0.0.0` when the host has no IPv6.
-pub fn bind_tcp(port: u16, ipv6: bool, backlog: i32) -> io::Result<(std::net::TcpListener, bool)> {
+/// Accepted sockets inherit the listener's keepalive settings (and
+/// `TCP_NODELAY`): no system call per connection.
+pub fn bind_tcp(
+    port: u16,
+    ipv6: bool,
+    backlog: i32,
+    keepalive: Option<Keepalive>,
+) -> io::Result<(std::net::TcpListener, bool)> {
+    let with_keepalive = |l: std::net::TcpListener| -> io::Result<std::net::TcpListener> {
+        if let Some(k) = keepalive {
+            socket2::SockRef::from(&l).set_tcp_keepalive(
+                &socket2::TcpKeepalive::new()
+                    .with_time(k.time)
+                    .with_interval(k.interval)
+                    .with_retries(k.probes),
+            )?;
+        }
+        Ok(l)
+    };
     if ipv6 {
         match tcp_listener(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)), backlog) {
-            Ok(l) => return Ok((l, true)),
+            Ok(l) => return Ok((with_keepalive(l)?, true)),
             Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {}
             Err(e) => return Err(e),
         }
     }
-    tcp_listener(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), backlog).map(|l| (l, false))
+    let l = tcp_listener(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), backlog)?;
+    Ok((with_keepalive(l)?, false))
 }
 
 pub fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
@@ -50,12 +96,15 @@ pub fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpL
     Ok(s.into())
 }
 
-pub fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+/// A UDP socket on `addr` (IPv6 sockets are IPv6-only, so `[::]` and
+/// `0.0.0.0` can both be bound). `shared`: `SO_REUSEADDR`, so that a
+/// loopback socket and a wildcard one share the port.
+pub fn udp_socket(addr: SocketAddr, shared: bool) -> io::Result<std::net::UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
-    s.set_reuse_address(true)?;
+    s.set_reuse_address(shared)?;
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     Ok(s.into())

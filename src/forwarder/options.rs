@@ -13,6 +13,7 @@ use serde_yaml::Value;
 
 use super::cluster::{ClusterId, ClusterPatch, ClusterSettings};
 use super::mesh::{self, Mesh};
+use super::net::Keepalive;
 use super::policy::{self, Passthrough, envoy_duration};
 use crate::cli::forwarder::{ForwarderArgs, ForwarderFlags};
 use crate::config::{Config, IpFamilyMode};
@@ -34,11 +35,16 @@ pub struct Options {
     pub clusters: [ClusterSettings; 4],
     /// Every mesh service cluster and local inbound cluster.
     pub mesh_settings: ClusterSettings,
+    /// This proxy's mesh: its Dataplane's, else `--mesh-name`, else `default`.
+    /// Policies of other meshes are ignored.
+    pub mesh_name: String,
     /// Non-mesh outbound traffic that may pass.
     pub passthrough: Passthrough,
     /// Services, their instances and this proxy's inbounds.
     pub mesh: Mesh,
     pub drain_timeout: Duration,
+    /// Keepalive of the clients' connections (`None`: off).
+    pub client_keepalive: Option<Keepalive>,
     pub admin: Option<SocketAddr>,
     pub access_log: Option<String>,
     pub user: Option<ResolvedUser>,
@@ -52,6 +58,50 @@ impl Options {
     pub fn cluster(&self, id: ClusterId) -> &ClusterSettings {
         &self.clusters[id.index()]
     }
+
+    /// For a reload: keeps what the `running` forwarder cannot change
+    /// without a restart (its sockets are bound, its privileges dropped),
+    /// with a warning for each difference.
+    pub fn keep_fixed(&mut self, running: &Options) -> Vec<String> {
+        let mut w = Vec::new();
+        let mut note = |what: &str| {
+            w.push(format!(
+                "{what} changed; that takes a restart: the running forwarder keeps its own"
+            ));
+        };
+        macro_rules! keep {
+            ($($field:ident => $what:literal),*) => { $(
+                if self.$field != running.$field {
+                    note($what);
+                    self.$field = running.$field.clone();
+                }
+            )* };
+        }
+        keep!(
+            outbound_port => "the outbound port",
+            inbound_port => "the inbound port",
+            ipv6 => "the IP family mode",
+            admin => "the admin address",
+            workers => "workers",
+            client_keepalive => "clientKeepalive"
+        );
+        // The DNS port and whether it runs; resolv.conf may change.
+        let port = |o: &Options| o.dns.as_ref().map(|(p, _)| *p);
+        if port(self) != port(running) {
+            note("the DNS proxy (on/off or port)");
+            self.dns.clone_from(&running.dns);
+        }
+        if self.user.as_ref().map(|u| u.uid) != running.user.as_ref().map(|u| u.uid) {
+            note("--user");
+            self.user.clone_from(&running.user);
+        }
+        let vnet = |o: &Options| o.config.redirect.vnet.networks.clone();
+        if vnet(self) != vnet(running) {
+            note("the virtual networks (--vnet)");
+            self.config.redirect.vnet.networks = vnet(running);
+        }
+        w
+    }
 }
 
 /// The forwarder's own settings before defaults are filled in.
@@ -59,6 +109,7 @@ impl Options {
 struct Own {
     patch: ClusterPatch,
     drain_timeout: Option<Duration>,
+    client_keepalive: Option<Option<Keepalive>>,
     admin: Option<Option<SocketAddr>>,
     access_log: Option<String>,
     dns: Option<bool>,
@@ -67,6 +118,7 @@ struct Own {
     /// A list from a later layer replaces an earlier one.
     dataplanes: Option<Vec<PathBuf>>,
     local_dataplane: Option<PathBuf>,
+    mesh_name: Option<String>,
 }
 
 impl Own {
@@ -77,14 +129,31 @@ impl Own {
         }
         take!(
             drain_timeout,
+            client_keepalive,
             admin,
             access_log,
             dns,
             workers,
             user,
             dataplanes,
-            local_dataplane
+            local_dataplane,
+            mesh_name
         );
+    }
+}
+
+/// This proxy's mesh: the one its Dataplane files decided, else `--mesh-name`,
+/// else `default`. A `--mesh-name` that disagrees with the local Dataplane
+/// is an error.
+fn proxy_mesh(mesh: &Mesh, flag: Option<&str>) -> Result<String, UsageError> {
+    match (mesh.name.as_deref(), flag) {
+        (Some(m), Some(f)) if m != f => Err(UsageError::new(format!(
+            "invalid value '{f}' for --mesh-name: this proxy's Dataplane ({}) is in mesh {m}",
+            mesh.local.as_deref().unwrap_or("the --dataplane files")
+        ))),
+        (Some(m), _) => Ok(m.to_string()),
+        (None, Some(f)) => Ok(f.to_string()),
+        (None, None) => Ok("default".to_string()),
     }
 }
 
@@ -104,9 +173,18 @@ pub fn resolve(
         })?;
         own = file_layer(&path.display().to_string(), &text, &mut warnings)?;
     }
-    let effect = policy::load_files(&args.fwd.policy)?;
-    warnings.extend(effect.warnings.iter().cloned());
     let flags = flag_layer(&args.fwd)?;
+    let mut merged = own.clone();
+    merged.merge(flags.clone());
+    let mesh = mesh::load(
+        merged.dataplanes.as_deref().unwrap_or_default(),
+        merged.local_dataplane.as_deref(),
+        merged.mesh_name.as_deref(),
+        &mut warnings,
+    )?;
+    let mesh_name = proxy_mesh(&mesh, merged.mesh_name.as_deref())?;
+    let effect = policy::load_files(&args.fwd.policy, &mesh_name)?;
+    warnings.extend(effect.warnings.iter().cloned());
 
     let mut clusters = [ClusterSettings::default(); 4];
     for c in ClusterId::ALL {
@@ -119,12 +197,14 @@ pub fn resolve(
     own.patch.apply(&mut mesh_settings);
     effect.all.apply(&mut mesh_settings);
     flags.patch.apply(&mut mesh_settings);
-    own.merge(flags);
-    let mesh = mesh::load(
-        own.dataplanes.as_deref().unwrap_or_default(),
-        own.local_dataplane.as_deref(),
-        &mut warnings,
-    )?;
+    let own = merged;
+    let passthrough = effect.passthrough().unwrap_or_default();
+    if passthrough.blocks_everything() && mesh.services.is_empty() {
+        warnings.push(
+            "passthrough is off and no --dataplane file gives a mesh destination: every outbound connection will be blocked"
+                .to_string(),
+        );
+    }
 
     let r = &config.redirect;
     let dns_on = own.dns.unwrap_or(r.dns.enabled);
@@ -136,9 +216,11 @@ pub fn resolve(
         ipv6: config.ip_family_mode == IpFamilyMode::DualStack,
         clusters,
         mesh_settings,
-        passthrough: effect.passthrough.unwrap_or_default(),
+        passthrough,
         mesh,
+        mesh_name,
         drain_timeout: own.drain_timeout.unwrap_or(Duration::from_secs(5)),
+        client_keepalive: own.client_keepalive.unwrap_or(Some(Keepalive::default())),
         admin: own
             .admin
             .unwrap_or(Some(SocketAddr::from(([127, 0, 0, 1], 9901)))),
@@ -162,8 +244,33 @@ fn count(what: &str, v: &str) -> Result<u32, UsageError> {
     v.trim().parse::<u32>().map_err(|_| bad(what, v, COUNT))
 }
 
+/// A connection limit: 0 would refuse every connection of the cluster.
+fn limit(what: &str, v: &str) -> Result<u32, UsageError> {
+    match count(what, v)? {
+        0 => Err(bad(
+            what,
+            v,
+            "expected an integer in [1, 4294967295] (0 would refuse every connection; \
+             to block non-mesh traffic use a MeshPassthrough with passthroughMode: None)",
+        )),
+        n => Ok(n),
+    }
+}
+
 fn duration(what: &str, v: &str) -> Result<Duration, UsageError> {
     envoy_duration(v.trim().trim_matches('"')).map_err(|_| bad(what, v, DURATION))
+}
+
+/// A connect timeout: 0 would fail every connect.
+fn connect_timeout(what: &str, v: &str) -> Result<Duration, UsageError> {
+    match duration(what, v)? {
+        d if d.is_zero() => Err(bad(
+            what,
+            v,
+            "expected a duration above 0 such as 10s or 500ms (0 would fail every connect)",
+        )),
+        d => Ok(d),
+    }
 }
 
 fn admin(what: &str, v: &str) -> Result<Option<SocketAddr>, UsageError> {
@@ -180,6 +287,25 @@ fn admin(what: &str, v: &str) -> Result<Option<SocketAddr>, UsageError> {
     })
 }
 
+/// A mesh name, as Kuma names resources.
+fn mesh_name(what: &str, v: &str) -> Result<String, UsageError> {
+    let ok = !v.is_empty()
+        && v.len() <= 253
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !v.starts_with(['-', '.'])
+        && !v.ends_with(['-', '.']);
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(bad(
+            what,
+            v,
+            "expected a mesh name (lower-case letters, digits, '-' and '.')",
+        ))
+    }
+}
+
 fn workers(what: &str, v: &str) -> Result<usize, UsageError> {
     match v.trim().parse::<usize>() {
         Ok(n) if (1..=1024).contains(&n) => Ok(n),
@@ -188,26 +314,24 @@ fn workers(what: &str, v: &str) -> Result<usize, UsageError> {
 }
 
 fn flag_layer(f: &ForwarderFlags) -> Result<Own, UsageError> {
-    let c = |flag: &str, v: &Option<String>| {
+    type Check<T> = fn(&str, &str) -> Result<T, UsageError>;
+    fn flag<T>(check: Check<T>, name: &str, v: &Option<String>) -> Result<Option<T>, UsageError> {
         v.as_deref()
-            .map(|v| count(&format!("--{flag}"), v))
+            .map(|v| check(&format!("--{name}"), v))
             .transpose()
-    };
-    let d = |flag: &str, v: &Option<String>| {
-        v.as_deref()
-            .map(|v| duration(&format!("--{flag}"), v))
-            .transpose()
-    };
+    }
+    let d = |name: &str, v: &Option<String>| flag(duration, name, v);
     Ok(Own {
         patch: ClusterPatch {
-            max_connections: c("max-connections", &f.max_connections)?,
-            max_pending_requests: c("max-pending-requests", &f.max_pending_requests)?,
-            max_requests: c("max-requests", &f.max_requests)?,
-            max_retries: c("max-retries", &f.max_retries)?,
-            connect_timeout: d("connect-timeout", &f.connect_timeout)?,
+            max_connections: flag(limit, "max-connections", &f.max_connections)?,
+            max_pending_requests: flag(limit, "max-pending-requests", &f.max_pending_requests)?,
+            max_requests: flag(limit, "max-requests", &f.max_requests)?,
+            max_retries: flag(count, "max-retries", &f.max_retries)?,
+            connect_timeout: flag(connect_timeout, "connect-timeout", &f.connect_timeout)?,
             idle_timeout: d("idle-timeout", &f.idle_timeout)?,
         },
         drain_timeout: d("drain-timeout", &f.drain_timeout)?,
+        client_keepalive: None,
         admin: f
             .admin_address
             .as_deref()
@@ -223,6 +347,11 @@ fn flag_layer(f: &ForwarderFlags) -> Result<Own, UsageError> {
         user: f.user.clone().filter(|s| !s.trim().is_empty()),
         dataplanes: (!f.dataplane.is_empty()).then(|| f.dataplane.clone()),
         local_dataplane: f.local_dataplane.clone(),
+        mesh_name: f
+            .mesh_name
+            .as_deref()
+            .map(|v| mesh_name("--mesh-name", v))
+            .transpose()?,
     })
 }
 
@@ -233,6 +362,55 @@ fn scalar(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+/// `clientKeepalive:` — `off`, or `{time, interval, probes}` (each
+/// optional, defaults 60s, 10s, 3).
+fn keepalive(what: &str, v: &Value) -> Result<Option<Keepalive>, UsageError> {
+    if let Some(t) = scalar(v) {
+        return match t.trim() {
+            "off" | "false" => Ok(None),
+            _ => Err(bad(
+                what,
+                &t,
+                "expected off, or a mapping of time, interval and probes",
+            )),
+        };
+    }
+    let Some(m) = v.as_mapping() else {
+        return Err(UsageError::new(format!(
+            "invalid value for {what}: expected off, or a mapping of time, interval and probes"
+        )));
+    };
+    let mut k = Keepalive::default();
+    for (key, v) in m {
+        let key = scalar(key).unwrap_or_default();
+        let at = format!("{what}, field {key}");
+        let t = scalar(v).unwrap_or_default();
+        let positive = |d: Duration| {
+            if d < Duration::from_secs(1) || d.subsec_nanos() != 0 {
+                Err(bad(&at, &t, "expected whole seconds, at least 1s"))
+            } else {
+                Ok(d)
+            }
+        };
+        match key.as_str() {
+            "time" => k.time = positive(duration(&at, &t)?)?,
+            "interval" => k.interval = positive(duration(&at, &t)?)?,
+            "probes" => {
+                k.probes = match count(&at, &t)? {
+                    n @ 1..=127 => n,
+                    _ => return Err(bad(&at, &t, "expected an integer in [1, 127]")),
+                }
+            }
+            _ => {
+                return Err(UsageError::new(format!(
+                    "unknown field {key} in {what}: expected time, interval, probes"
+                )));
+            }
+        }
+    }
+    Ok(Some(k))
 }
 
 /// `dataplanes:` — one path or a list of paths.
@@ -291,17 +469,22 @@ fn file_layer(file: &str, text: &str, warnings: &mut Vec<String>) -> Result<Own,
             own.dataplanes = Some(path_list(&what, v)?);
             continue;
         }
+        if key == "clientKeepalive" {
+            own.client_keepalive = Some(keepalive(&what, v)?);
+            continue;
+        }
         let Some(t) = scalar(v) else {
             return Err(UsageError::new(format!(
                 "invalid value for {what}: expected a single value"
             )));
         };
         match key.as_str() {
-            "maxConnections" => own.patch.max_connections = Some(count(&what, &t)?),
-            "maxPendingRequests" => own.patch.max_pending_requests = Some(count(&what, &t)?),
-            "maxRequests" => own.patch.max_requests = Some(count(&what, &t)?),
+            "maxConnections" => own.patch.max_connections = Some(limit(&what, &t)?),
+            "maxPendingRequests" => own.patch.max_pending_requests = Some(limit(&what, &t)?),
+            "maxRequests" => own.patch.max_requests = Some(limit(&what, &t)?),
             "maxRetries" => own.patch.max_retries = Some(count(&what, &t)?),
-            "connectTimeout" => own.patch.connect_timeout = Some(duration(&what, &t)?),
+            "connectTimeout" => own.patch.connect_timeout = Some(connect_timeout(&what, &t)?),
+            "meshName" => own.mesh_name = Some(mesh_name(&what, &t)?),
             "idleTimeout" | "tcp.idleTimeout" => {
                 own.patch.idle_timeout = Some(duration(&what, &t)?)
             }
@@ -403,6 +586,72 @@ pub(crate) mod tests {
         let own = flag_layer(&flags).unwrap();
         assert_eq!(own.admin, Some(None));
         assert_eq!(own.patch.connect_timeout, Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn client_keepalive_settings() {
+        let mut w = Vec::new();
+        let own = file_layer("f.yaml", "clientKeepalive: {time: 2s, probes: 1}\n", &mut w).unwrap();
+        assert_eq!(
+            own.client_keepalive,
+            Some(Some(Keepalive {
+                time: Duration::from_secs(2),
+                interval: Duration::from_secs(10),
+                probes: 1
+            }))
+        );
+        let off = file_layer("f.yaml", "clientKeepalive: off\n", &mut w).unwrap();
+        assert_eq!(off.client_keepalive, Some(None));
+        let e = file_layer("f.yaml", "clientKeepalive: {time: 500ms}\n", &mut w).unwrap_err();
+        assert!(
+            e.0.contains("clientKeepalive in f.yaml, field time") && e.0.contains("'500ms'"),
+            "{e}"
+        );
+        let e = file_layer("f.yaml", "clientKeepalive: {probes: 0}\n", &mut w).unwrap_err();
+        assert!(e.0.contains("[1, 127]"), "{e}");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(defaults().client_keepalive, Some(Keepalive::default()));
+    }
+
+    #[test]
+    fn limits_of_zero_and_a_zero_connect_timeout_are_refused() {
+        let mut w = Vec::new();
+        for key in ["maxConnections", "maxPendingRequests", "maxRequests"] {
+            let e = file_layer("f.yaml", &format!("{key}: 0\n"), &mut w).unwrap_err();
+            assert!(e.0.contains(key) && e.0.contains("every connection"), "{e}");
+        }
+        file_layer("f.yaml", "maxRetries: 0\nidleTimeout: 0s\n", &mut w).unwrap();
+        let e = file_layer("f.yaml", "connectTimeout: 0s\n", &mut w).unwrap_err();
+        assert!(
+            e.0.contains("connectTimeout") && e.0.contains("every connect"),
+            "{e}"
+        );
+        for (flags, name) in [
+            (
+                ForwarderFlags {
+                    max_connections: Some("0".into()),
+                    ..Default::default()
+                },
+                "--max-connections",
+            ),
+            (
+                ForwarderFlags {
+                    connect_timeout: Some("0".into()),
+                    ..Default::default()
+                },
+                "--connect-timeout",
+            ),
+            (
+                ForwarderFlags {
+                    mesh_name: Some("Not_A_Mesh".into()),
+                    ..Default::default()
+                },
+                "--mesh-name",
+            ),
+        ] {
+            let e = flag_layer(&flags).unwrap_err();
+            assert!(e.0.contains(name), "{e}");
+        }
     }
 
     #[test]

@@ -8,6 +8,12 @@
 //! modification. `Dataplane` resources (mesh destinations) are not read here
 //! but by `mesh.rs`; a `Mesh` / `MeshPassthrough` switch applies to non-mesh
 //! traffic only (see `route.rs`).
+//!
+//! Kuma's selection rules: a resource of another mesh than this proxy's is
+//! ignored with a warning (a `Mesh` resource by its name, a policy by its
+//! `mesh` field or `kuma.io/mesh` label, `default` when it has neither), and
+//! when a `MeshPassthrough` applies, `Mesh` `networking.outbound.passthrough`
+//! is ignored, whatever the order of the files.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -19,7 +25,6 @@ use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
 use super::cluster::{ClusterId, ClusterPatch};
-use crate::config::types::parse_duration;
 use crate::error::UsageError;
 
 /// Which non-mesh outbound destinations may pass (mesh destinations always do).
@@ -35,6 +40,15 @@ pub enum Passthrough {
 }
 
 impl Passthrough {
+    /// True when no non-mesh destination may pass.
+    pub fn blocks_everything(&self) -> bool {
+        match self {
+            Passthrough::All => false,
+            Passthrough::None => true,
+            Passthrough::Matched(m) => m.is_empty(),
+        }
+    }
+
     /// True when a connection to `dst` may pass.
     pub fn allows(&self, dst: SocketAddr) -> bool {
         match self {
@@ -66,12 +80,26 @@ pub struct PolicyEffect {
     /// The modifications that name no cluster or listener: Envoy applies
     /// them to every cluster, so they also reach the mesh service clusters.
     pub all: ClusterPatch,
-    /// `None` when no file says anything about passthrough.
-    pub passthrough: Option<Passthrough>,
+    /// `Mesh` `networking.outbound.passthrough` (the last `Mesh` that sets it).
+    pub mesh_switch: Option<bool>,
+    /// The last `MeshPassthrough`, which takes precedence over `mesh_switch`.
+    pub mesh_passthrough: Option<Passthrough>,
     pub warnings: Vec<String>,
 }
 
 impl PolicyEffect {
+    /// Which non-mesh destinations may pass: `MeshPassthrough` when one
+    /// applies (Kuma ignores `Mesh` `networking.outbound.passthrough` then),
+    /// else the `Mesh` switch; `None` when no file says anything about it.
+    pub fn passthrough(&self) -> Option<Passthrough> {
+        match (&self.mesh_passthrough, self.mesh_switch) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(true)) => Some(Passthrough::All),
+            (None, Some(false)) => Some(Passthrough::None),
+            (None, None) => None,
+        }
+    }
+
     /// Applies one modification to the clusters it matched (and to every
     /// cluster when it named none).
     fn merge(&mut self, clusters: &[ClusterId], all: bool, patch: &ClusterPatch) {
@@ -84,21 +112,35 @@ impl PolicyEffect {
     }
 }
 
-/// Reads and applies every file in order; later files win.
-pub fn load_files(paths: &[impl AsRef<Path>]) -> Result<PolicyEffect, UsageError> {
+/// Reads and applies every file in order (later files win), for a proxy of
+/// mesh `mesh`.
+pub fn load_files(paths: &[impl AsRef<Path>], mesh: &str) -> Result<PolicyEffect, UsageError> {
     let mut effect = PolicyEffect::default();
     for p in paths {
         let p = p.as_ref();
         let text = std::fs::read_to_string(p).map_err(|e| {
             UsageError::new(format!("cannot read policy file {}: {e}", p.display()))
         })?;
-        parse_into(&p.display().to_string(), &text, &mut effect)?;
+        parse_into(&p.display().to_string(), &text, mesh, &mut effect)?;
+    }
+    if effect.mesh_passthrough.is_some() && effect.mesh_switch.is_some() {
+        effect.warnings.push(
+            "a MeshPassthrough policy applies, so Mesh networking.outbound.passthrough is ignored (as in Kuma)"
+                .to_string(),
+        );
     }
     Ok(effect)
 }
 
-/// Parses one file's text (several YAML documents allowed) into `effect`.
-pub fn parse_into(file: &str, text: &str, effect: &mut PolicyEffect) -> Result<(), UsageError> {
+/// Parses one file's text (several YAML documents allowed) into `effect`;
+/// resources of another mesh than `mesh` are checked, then left out with a
+/// warning.
+pub fn parse_into(
+    file: &str,
+    text: &str,
+    mesh: &str,
+    effect: &mut PolicyEffect,
+) -> Result<(), UsageError> {
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let value = Value::deserialize(doc).map_err(|e| {
             UsageError::new(format!(
@@ -116,7 +158,16 @@ pub fn parse_into(file: &str, text: &str, effect: &mut PolicyEffect) -> Result<(
             )));
         };
         let res = Resource::new(file, i + 1, map)?;
-        res.apply(effect)?;
+        if res.mesh == mesh {
+            res.apply(effect)?;
+        } else {
+            // Still checked: a file that is wrong stays an error.
+            res.apply(&mut PolicyEffect::default())?;
+            effect.warnings.push(format!(
+                "{} is in mesh {}, not this proxy's mesh {mesh}: ignored",
+                res.what, res.mesh
+            ));
+        }
     }
     Ok(())
 }
@@ -125,6 +176,9 @@ pub fn parse_into(file: &str, text: &str, effect: &mut PolicyEffect) -> Result<(
 /// or Kubernetes (`kind`, `metadata.name`, fields under `spec`).
 struct Resource<'a> {
     kind: String,
+    /// The mesh it belongs to: a `Mesh`'s own name, else its `mesh` field
+    /// or `kuma.io/mesh` label, else `default`.
+    mesh: String,
     /// `policy file F: ProxyTemplate custom-template-1`
     what: String,
     /// The fields: the top level (Universal) or `spec` (Kubernetes).
@@ -152,6 +206,18 @@ impl<'a> Resource<'a> {
             .or_else(|| map.get("name"))
             .map(value_text)
             .unwrap_or_else(|| format!("(document {doc})"));
+        let mesh = if kind == "Mesh" {
+            name.clone()
+        } else {
+            map.get("mesh")
+                .or_else(|| {
+                    map.get("metadata")
+                        .and_then(|m| m.get("labels"))
+                        .and_then(|l| l.get("kuma.io/mesh"))
+                })
+                .map(value_text)
+                .unwrap_or_else(|| "default".to_string())
+        };
         let body = match map.get("spec") {
             None => map,
             Some(spec) => spec.as_mapping().ok_or_else(|| {
@@ -163,6 +229,7 @@ impl<'a> Resource<'a> {
         Ok(Resource {
             what: format!("policy file {file}: {kind} {name}"),
             kind,
+            mesh,
             body,
         })
     }
@@ -193,12 +260,8 @@ impl<'a> Resource<'a> {
                     .and_then(|o| o.get("passthrough"));
                 match pass {
                     None | Some(Value::Null) => Ok(()),
-                    Some(Value::Bool(true)) => {
-                        effect.passthrough = Some(Passthrough::All);
-                        Ok(())
-                    }
-                    Some(Value::Bool(false)) => {
-                        effect.passthrough = Some(Passthrough::None);
+                    Some(Value::Bool(b)) => {
+                        effect.mesh_switch = Some(*b);
                         Ok(())
                     }
                     Some(other) => Err(self.err(format!(
@@ -210,7 +273,7 @@ impl<'a> Resource<'a> {
             "MeshPassthrough" => {
                 self.check_target_ref(effect);
                 let default = self.body.get("default").and_then(Value::as_mapping);
-                effect.passthrough = Some(self.mesh_passthrough(default)?);
+                effect.mesh_passthrough = Some(self.mesh_passthrough(default)?);
                 Ok(())
             }
             "Dataplane" => Err(self.err(
@@ -386,7 +449,14 @@ impl<'a> Resource<'a> {
     ) -> Result<(), UsageError> {
         match key {
             "connect_timeout" | "connectTimeout" => {
-                patch.connect_timeout = Some(self.duration(label, key, v)?);
+                let d = self.duration(label, key, v)?;
+                if d.is_zero() {
+                    return Err(self.err(format!(
+                        "{label}: invalid value '{}' for {key}: a connect timeout of 0 would fail every connect",
+                        value_text(v)
+                    )));
+                }
+                patch.connect_timeout = Some(d);
             }
             "circuit_breakers" | "circuitBreakers" => {
                 let th = v
@@ -451,7 +521,14 @@ impl<'a> Resource<'a> {
                 )));
             }
         };
-        *slot = Some(self.count(label, k, v)?);
+        let n = self.count(label, k, v)?;
+        if n == 0 && !matches!(k, "max_retries" | "maxRetries") {
+            return Err(self.err(format!(
+                "{label}: invalid value '0' for {k}: 0 would refuse every connection of the cluster \
+                 (to block non-mesh traffic use MeshPassthrough passthroughMode: None)"
+            )));
+        }
+        *slot = Some(n);
         Ok(())
     }
 
@@ -692,15 +769,7 @@ fn parse_value(v: &Value) -> Result<Value, String> {
 
 /// Envoy's JSON duration (`"99s"`, `"0.5s"`) or the `2s`/`3h`/`500ms` form.
 pub fn envoy_duration(t: &str) -> Result<Duration, String> {
-    let t = t.trim();
-    if let Some(secs) = t.strip_suffix('s')
-        && let Ok(f) = secs.parse::<f64>()
-        && f.is_finite()
-        && f >= 0.0
-    {
-        return Ok(Duration::from_secs_f64(f));
-    }
-    parse_duration(t)
+    crate::config::types::proto_duration(t)
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
 //! The TCP side of the forwarder: accept on a redirect port, read the
-//! original destination, route it (`route.rs`: a mesh service's cluster, a
-//! local inbound's workload, or passthrough), refuse loops, blocked
-//! destinations and connections over a circuit-breaker limit at once (a
-//! reset, counted), connect upstream with the cluster's timeout and retries,
-//! relay, count and log.
+//! original destination, route it with the current settings generation
+//! (`route.rs`: a mesh service's cluster, a local inbound's workload, or
+//! passthrough), refuse loops, blocked destinations and connections over a
+//! circuit-breaker limit at once (a reset, counted), connect upstream with
+//! the cluster's timeout and retries — abandoned at once when the client
+//! gives up — relay, count and log. Each connection keeps the cluster (and
+//! so the settings) it was accepted with; a reload affects new connections
+//! only. At the drain deadline every open connection is cut (reset, logged
+//! as `drained`).
 
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -12,56 +16,59 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use arc_swap::{ArcSwap, ArcSwapOption};
 use socket2::{SockAddr, Socket};
-use tokio::io::Interest;
+use tokio::io::{Interest, Ready};
 use tokio::sync::{Notify, watch};
 
 use super::accesslog::{AccessLog, Record};
-use super::cluster::{Cluster, ClusterIdx, ClusterSettings, Clusters};
-use super::guard::{LoopGuard, Side, Verdict};
+use super::cluster::{Cluster, ClusterSettings};
+use super::guard::{LoopGuard, Side, Started, Verdict};
 use super::net::{self, canonical, set_reset_on_close};
-use super::options::Options;
 use super::relay::{Conn, End, Moved, relay};
-use super::route::{Route, Router};
+use super::route::Route;
+use super::settings::Settings;
 use super::stats::{ClusterStats, Stats};
 
 /// State every connection shares.
 pub struct Shared {
-    pub opts: Options,
+    /// The settings generation in force (swapped by a reload).
+    pub settings: ArcSwap<Settings>,
     pub stats: Stats,
-    pub clusters: Clusters,
     pub guard: LoopGuard,
-    pub router: Router,
-    pub access_log: Option<AccessLog>,
+    /// Reopened by a reload.
+    pub access_log: ArcSwapOption<AccessLog>,
     /// Ports of our own TCP listeners (a destination on one of them is a loop).
     pub own_ports: Vec<u16>,
     /// Connections open (all clusters); the drain waits for 0.
     pub open: AtomicU64,
     pub closed: Notify,
     pub draining: AtomicBool,
+    /// The drain deadline passed: every open connection is cut.
+    cut: Notify,
+    cutting: AtomicBool,
     /// The `::6` bind failure is reported once, not per connection.
     source_warned: AtomicBool,
 }
 
 impl Shared {
-    /// The routing table and the clusters come from `opts` (see `route.rs`).
-    pub fn new(opts: Options, access_log: Option<AccessLog>) -> Self {
-        let (router, clusters) = super::route::build(&opts);
-        let own_ports = [opts.outbound_port, opts.inbound_port]
+    pub fn new(settings: Settings, access_log: Option<AccessLog>) -> Self {
+        let o = &settings.opts;
+        let own_ports = [o.outbound_port, o.inbound_port]
             .into_iter()
             .flatten()
             .collect();
         Shared {
-            opts,
+            settings: ArcSwap::from_pointee(settings),
             stats: Stats::default(),
-            clusters,
             guard: LoopGuard::default(),
-            router,
-            access_log,
+            access_log: ArcSwapOption::from(access_log.map(Arc::new)),
             own_ports,
             open: AtomicU64::new(0),
             closed: Notify::new(),
             draining: AtomicBool::new(false),
+            cut: Notify::new(),
+            cutting: AtomicBool::new(false),
             source_warned: AtomicBool::new(false),
         }
     }
@@ -83,9 +90,24 @@ impl Shared {
     }
 
     fn log(&self, rec: Record<'_>) {
-        if let Some(l) = &self.access_log {
+        if let Some(l) = &*self.access_log.load() {
             l.write(&rec);
         }
+    }
+
+    /// Resolves when the drain deadline has passed.
+    async fn cut(&self) {
+        let notified = self.cut.notified();
+        if self.cutting.load(Relaxed) {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Cuts every open connection: each resets both sides and logs `drained`.
+    pub fn cut_all(&self) {
+        self.cutting.store(true, Relaxed);
+        self.cut.notify_waiters();
     }
 }
 
@@ -170,19 +192,27 @@ fn on_accept(sh: &Arc<Shared>, s: Socket, peer: SockAddr, side: Side) {
             return;
         }
     };
-    let (cluster, to) = match sh.router.route(dst, inbound) {
+    let verdict = sh.loop_verdict(side, peer, dst);
+    if verdict == Verdict::TakenOver {
+        // One of our abandoned connects (see guard.rs): a FIN, not a reset,
+        // so that its conntrack entry can be reopened. Not a client.
+        sh.stats.stale_conntrack.fetch_add(1, Relaxed);
+        return drop(s);
+    }
+    let settings = sh.settings.load();
+    let (cluster, to) = match settings.router.route(dst, inbound) {
         Route::Relay { cluster, to } => (cluster, Some(to)),
         Route::Blocked(cluster) => (cluster, None),
     };
-    let c = sh.clusters.get(cluster);
+    let c = settings.clusters.get(cluster);
     let st = &c.stats;
     st.cx_total.fetch_add(1, Relaxed);
     let refused = |why: &'static str, counter: &AtomicU64, s: Socket| {
         counter.fetch_add(1, Relaxed);
+        sh.guard.quarantine(peer, dst);
         refuse(s);
         sh.log(Record::refused(peer, dst, &c.name, started, why));
     };
-    let verdict = sh.loop_verdict(side, peer, dst);
     if verdict == Verdict::Loop {
         return refused("loop", &st.loop_refused, s);
     }
@@ -209,7 +239,7 @@ fn on_accept(sh: &Arc<Shared>, s: Socket, peer: SockAddr, side: Side) {
             dst,
             to,
             side,
-            cluster,
+            cluster: Arc::clone(c),
             started,
             suspect: verdict == Verdict::Suspect,
         },
@@ -229,11 +259,20 @@ struct Accepted {
     /// Where to connect: `dst`, or a local inbound's workload address.
     to: SocketAddr,
     side: Side,
-    /// Its settings are read from the table, not copied into every task.
-    cluster: ClusterIdx,
+    /// Its cluster in the generation it was accepted with.
+    cluster: Arc<Cluster>,
     started: Instant,
     /// Looked like one of our own connects come back (see guard.rs).
     suspect: bool,
+}
+
+/// How the wait for the upstream connect ended, other than connected.
+enum Abandoned {
+    Connect(ConnectError),
+    /// The client closed or reset its connection first.
+    ClientGone,
+    /// The drain deadline passed.
+    Drained,
 }
 
 async fn handle(sh: Arc<Shared>, client: Socket, a: Accepted) {
@@ -242,12 +281,11 @@ async fn handle(sh: Arc<Shared>, client: Socket, a: Accepted) {
         dst,
         to,
         side,
-        cluster,
+        cluster: c,
         started,
         suspect,
     } = a;
-    let c: &Cluster = sh.clusters.get(cluster);
-    let (st, settings) = (&c.stats, &c.settings);
+    let (st, settings) = (&*c.stats, &c.settings);
     let client = match net::register(client, Interest::READABLE | Interest::WRITABLE) {
         Ok(c) => c,
         Err(e) => {
@@ -263,47 +301,59 @@ async fn handle(sh: Arc<Shared>, client: Socket, a: Accepted) {
     } else {
         IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6))
     });
-    let connected = connect_upstream(&sh, st, (side, suspect), to, source, settings).await;
+    let mut cut = std::pin::pin!(sh.cut());
+    let mut client_data = false;
+    let connected = tokio::select! {
+        biased;
+        r = connect_upstream(&sh, st, (side, suspect), to, source, settings) => r.map_err(Abandoned::Connect),
+        () = client_gone(&client, &mut client_data) => Err(Abandoned::ClientGone),
+        () = cut.as_mut() => Err(Abandoned::Drained),
+    };
     st.cx_pending.fetch_sub(1, Relaxed);
     let (moved, end) = match connected {
         Ok(upstream) => {
             st.rq_active.fetch_add(1, Relaxed);
             let mut seen = Moved::default();
-            let (moved, end) = relay(&client, &upstream, settings.idle_timeout, |m| {
-                st.bytes_sent.fetch_add(m.sent - seen.sent, Relaxed);
-                st.bytes_received
-                    .fetch_add(m.received - seen.received, Relaxed);
-                seen = m;
-            })
+            let (moved, end) = relay(
+                &client,
+                &upstream,
+                settings.idle_timeout,
+                client_data,
+                cut.as_mut(),
+                |m| {
+                    st.bytes_sent.fetch_add(m.sent - seen.sent, Relaxed);
+                    st.bytes_received
+                        .fetch_add(m.received - seen.received, Relaxed);
+                    seen = m;
+                },
+            )
             .await;
             drop(upstream);
             st.rq_active.fetch_sub(1, Relaxed);
+            if matches!(end, End::Reset | End::Drained) {
+                sh.guard.quarantine(peer, dst);
+            }
             match end {
                 End::IdleTimeout => st.idle_timeout.fetch_add(1, Relaxed),
                 End::Reset => st.reset.fetch_add(1, Relaxed),
+                End::Drained => st.drained.fetch_add(1, Relaxed),
                 End::Closed => 0,
             };
             (moved, end.as_str())
         }
-        Err(e) => {
-            let why = match e {
-                ConnectError::Timeout => {
-                    st.connect_timeout.fetch_add(1, Relaxed);
-                    "connect_timeout"
+        Err(abandoned) => {
+            let why = match abandoned {
+                Abandoned::Connect(e) => connect_failed(&sh, st, e, to, source.is_some()),
+                Abandoned::ClientGone => {
+                    st.client_gone.fetch_add(1, Relaxed);
+                    "client_gone"
                 }
-                ConnectError::Failed(e) => {
-                    st.connect_fail.fetch_add(1, Relaxed);
-                    if source.is_some()
-                        && e.kind() == std::io::ErrorKind::AddrNotAvailable
-                        && !sh.source_warned.swap(true, Relaxed)
-                    {
-                        crate::ui::warn(format!(
-                            "inbound connection to {to} failed: {e}; install adds ::6/128 to the loopback interface for IPv6 inbound traffic"
-                        ));
-                    }
-                    "connect_failed"
+                Abandoned::Drained => {
+                    st.drained.fetch_add(1, Relaxed);
+                    "drained"
                 }
             };
+            sh.guard.quarantine(peer, dst);
             set_reset_on_close(client.get_ref().as_fd());
             (Moved::default(), why)
         }
@@ -321,10 +371,88 @@ async fn handle(sh: Arc<Shared>, client: Socket, a: Accepted) {
     sh.closed_one();
 }
 
+/// Counts a failed upstream connect; returns the access log's word for it.
+fn connect_failed(
+    sh: &Shared,
+    st: &ClusterStats,
+    e: ConnectError,
+    to: SocketAddr,
+    from_source: bool,
+) -> &'static str {
+    match e {
+        ConnectError::Timeout => {
+            st.connect_timeout.fetch_add(1, Relaxed);
+            "connect_timeout"
+        }
+        ConnectError::Failed(e) => {
+            st.connect_fail.fetch_add(1, Relaxed);
+            if from_source
+                && e.kind() == std::io::ErrorKind::AddrNotAvailable
+                && !sh.source_warned.swap(true, Relaxed)
+            {
+                crate::ui::warn(format!(
+                    "inbound connection to {to} failed: {e}; install adds ::6/128 to the loopback interface for IPv6 inbound traffic"
+                ));
+            }
+            "connect_failed"
+        }
+    }
+}
+
+/// Resolves when the client gives up while its upstream connect is pending:
+/// it closes (FIN, whether or not it sent data first) or resets. Data alone
+/// only sets `data` (its readiness is consumed here, so the relay reads
+/// before it waits). A client that half-closes on purpose before the
+/// upstream answers its connect looks the same as one that gave up; like
+/// HAProxy's `abortonclose`, the forwarder takes it as giving up, so that
+/// clients that leave never hold a pending slot until the connect timeout.
+async fn client_gone(client: &Conn, data: &mut bool) {
+    loop {
+        let Ok(mut g) = client.ready(Interest::READABLE | Interest::ERROR).await else {
+            return;
+        };
+        let r = g.ready();
+        if r.is_read_closed() || r.is_error() {
+            return;
+        }
+        *data = true;
+        g.clear_ready_matching(Ready::READABLE);
+    }
+}
+
+/// Hands a recorded connect back to the loop guard, also when the wait for
+/// it is abandoned.
+struct Recorded<'a> {
+    guard: &'a LoopGuard,
+    rec: Option<super::guard::Record>,
+}
+
+impl Drop for Recorded<'_> {
+    fn drop(&mut self) {
+        if let Some(rec) = self.rec.take() {
+            self.guard.done(rec);
+        }
+    }
+}
+
+/// A retry slot of the cluster, given back also when the wait is abandoned.
+struct RetrySlot<'a>(&'a AtomicU64);
+
+impl Drop for RetrySlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Connects abandoned in a row because of stale conntrack entries before a
+/// connect fails (each one tried makes its entry reopenable).
+const MAX_TAKEN_OVER: u32 = 1024;
+
 /// Connects with the cluster's timeout per attempt. A refusal or an
 /// unreachable destination reported by the kernel is retried up to
 /// `max_retries` times while fewer than `max_retries` retries are in flight
-/// in the cluster; our connect timeout and resets are not retried.
+/// in the cluster; our connect timeout and resets are not retried. Dropping
+/// the future abandons the connect (the socket is closed).
 async fn connect_upstream(
     sh: &Shared,
     st: &ClusterStats,
@@ -335,13 +463,36 @@ async fn connect_upstream(
 ) -> Result<Conn, ConnectError> {
     let max = settings.limits.max_retries;
     let mut attempt = 0u32;
+    let mut taken_over = 0u32;
     loop {
-        let (sock, _local, rec) = sh
+        let (sock, rec) = match sh
             .guard
             .connect(side, dst, source, suspect)
-            .map_err(ConnectError::Failed)?;
+            .map_err(ConnectError::Failed)?
+        {
+            Started::Connecting(sock, _local, rec) => (sock, rec),
+            // A stale conntrack entry would take this 4-tuple over (see
+            // guard.rs): at once again, from the next port. Each such
+            // attempt also makes that entry reopenable, so this ends.
+            Started::TakenOver(rec) => {
+                sh.guard.done(rec);
+                sh.stats.stale_conntrack.fetch_add(1, Relaxed);
+                taken_over += 1;
+                if taken_over >= MAX_TAKEN_OVER {
+                    return Err(ConnectError::Failed(std::io::Error::new(
+                        ErrorKind::AddrNotAvailable,
+                        "every local port tried is held by a stale conntrack entry",
+                    )));
+                }
+                continue;
+            }
+        };
+        let recorded = Recorded {
+            guard: &sh.guard,
+            rec: Some(rec),
+        };
         let r = finish_connect(sock, settings.connect_timeout).await;
-        sh.guard.done(rec);
+        drop(recorded);
         let err = match r {
             Ok(conn) => return Ok(conn),
             Err(ConnectError::Timeout) => return Err(ConnectError::Timeout),
@@ -359,9 +510,10 @@ async fn connect_upstream(
         if !retryable || attempt >= max || !claim(&st.retries_active, max) {
             return Err(ConnectError::Failed(err));
         }
+        let slot = RetrySlot(&st.retries_active);
         st.retries.fetch_add(1, Relaxed);
         tokio::time::sleep(net::retry_backoff(attempt)).await;
-        st.retries_active.fetch_sub(1, Relaxed);
+        drop(slot);
         attempt += 1;
     }
 }

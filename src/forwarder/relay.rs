@@ -6,15 +6,19 @@
 //! taken from a per-thread pool and given back as soon as it is drained, so
 //! bulk data is never copied through user space. EOF one way half-closes the
 //! other side while the other direction keeps flowing; an error on either
-//! side resets both (`SO_LINGER` 0); the idle timeout closes both.
+//! side resets both (`SO_LINGER` 0) — also while that side is not being read
+//! or written, e.g. a client that resets while its data waits for an
+//! upstream that does not read — the idle timeout closes both, and the
+//! drain deadline resets both.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::os::fd::AsFd;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use socket2::Socket;
+use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use super::net::{Pipe, give_pipe, set_reset_on_close, splice_in, splice_out, take_pipe};
@@ -34,6 +38,8 @@ pub enum End {
     Reset,
     /// No data either way for the idle timeout.
     IdleTimeout,
+    /// Cut at the drain deadline; both sides were reset.
+    Drained,
 }
 
 impl End {
@@ -42,6 +48,7 @@ impl End {
             End::Closed => "closed",
             End::Reset => "reset",
             End::IdleTimeout => "idle_timeout",
+            End::Drained => "drained",
         }
     }
 }
@@ -72,6 +79,9 @@ struct Half {
     eof: bool,
     done: bool,
     bytes: u64,
+    /// Data is known to be waiting in `src` (its readiness was consumed
+    /// while the upstream connect was pending): read before waiting.
+    try_read: bool,
 }
 
 impl Half {
@@ -132,7 +142,11 @@ impl Half {
                 }
                 return Poll::Ready(Ok(()));
             }
-            let mut g = ready!(src.poll_read_ready(cx))?;
+            let mut g = if std::mem::take(&mut self.try_read) {
+                None
+            } else {
+                Some(ready!(src.poll_read_ready(cx))?)
+            };
             if self.splice {
                 if self.pipe.is_none() {
                     self.pipe = Some(take_pipe()?);
@@ -142,7 +156,9 @@ impl Half {
                     Ok(0) => self.eof = true,
                     Ok(n) => self.pending = n,
                     Err(e) if would_block(&e) => {
-                        g.clear_ready();
+                        if let Some(g) = g.as_mut() {
+                            g.clear_ready();
+                        }
                         // Nothing to move: an idle connection keeps no pipe.
                         if let Some(p) = self.pipe.take() {
                             give_pipe(p);
@@ -161,7 +177,9 @@ impl Half {
                     if n < SMALL {
                         // recv returns all that is queued (up to the buffer):
                         // the socket is drained, a new edge will come with new data.
-                        g.clear_ready();
+                        if let Some(g) = g.as_mut() {
+                            g.clear_ready();
+                        }
                     } else {
                         self.splice = true;
                     }
@@ -176,7 +194,11 @@ impl Half {
                         self.left = buf[sent..n].to_vec();
                     }
                 }
-                Err(e) if would_block(&e) => g.clear_ready(),
+                Err(e) if would_block(&e) => {
+                    if let Some(g) = g.as_mut() {
+                        g.clear_ready();
+                    }
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
@@ -193,19 +215,39 @@ impl Half {
     }
 }
 
-/// Relays until both directions are done, an error, or the idle timeout.
-/// `progress` is called with the bytes moved so far whenever data moved, at
-/// most once per poll (the caller keeps live byte counters with it).
+/// How long "no idle timeout" (a configured 0) waits: a century.
+const NO_IDLE_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Relays until both directions are done, an error on either socket, the
+/// idle timeout (0: none) or `stop` (the drain deadline). `progress` is
+/// called with the bytes moved so far whenever data moved, at most once per
+/// poll (the caller keeps live byte counters with it). `client_data` says
+/// that data from the client is already waiting.
 pub async fn relay(
     client: &Conn,
     upstream: &Conn,
     idle: Duration,
+    client_data: bool,
+    stop: std::pin::Pin<&mut impl Future<Output = ()>>,
     mut progress: impl FnMut(Moved),
 ) -> (Moved, End) {
-    let mut up = Half::default();
+    let idle = if idle.is_zero() {
+        NO_IDLE_TIMEOUT
+    } else {
+        idle
+    };
+    let mut stop = stop;
+    let mut up = Half {
+        try_read: client_data,
+        ..Half::default()
+    };
     let mut down = Half::default();
     let mut last = Instant::now();
     let mut sleep = std::pin::pin!(tokio::time::sleep(idle));
+    // An error (a reset) on a socket that is not being read or written: a
+    // direction blocked on its destination does not look at its source.
+    let mut client_err = std::pin::pin!(client.ready(Interest::ERROR));
+    let mut upstream_err = std::pin::pin!(upstream.ready(Interest::ERROR));
     let end = poll_fn(|cx| {
         let mut moved = false;
         let r = (|| -> Poll<io::Result<()>> {
@@ -243,6 +285,12 @@ pub async fn relay(
             Poll::Ready(Err(_)) => return Poll::Ready(End::Reset),
             Poll::Pending => {}
         }
+        if client_err.as_mut().poll(cx).is_ready() || upstream_err.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(End::Reset);
+        }
+        if stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(End::Drained);
+        }
         // Idle timer: re-armed lazily from the last activity when it fires.
         while sleep.as_mut().poll(cx).is_ready() {
             let since = last.elapsed();
@@ -255,7 +303,7 @@ pub async fn relay(
         Poll::Pending
     })
     .await;
-    if end == End::Reset {
+    if matches!(end, End::Reset | End::Drained) {
         set_reset_on_close(client.get_ref().as_fd());
         set_reset_on_close(upstream.get_ref().as_fd());
     }

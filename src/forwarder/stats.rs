@@ -1,12 +1,13 @@
-//! Counters per cluster (passthrough, mesh service, local inbound) and for
-//! the DNS proxy, updated with relaxed atomics on the data path and rendered
-//! as Prometheus text for the admin endpoint. Owns the metric names; the
+//! Counters per cluster (passthrough, mesh service, local inbound), for the
+//! DNS proxy and for reloads, updated with relaxed atomics on the data path
+//! and rendered as Prometheus text for the admin endpoint, with gauges of
+//! each cluster's configured limits and timeouts. Owns the metric names; the
 //! clusters themselves live in [`Clusters`].
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::cluster::Clusters;
+use super::cluster::{ClusterSettings, Clusters};
 
 /// Counters of one cluster.
 #[derive(Debug, Default)]
@@ -27,6 +28,10 @@ pub struct ClusterStats {
     pub blocked: AtomicU64,
     pub retries: AtomicU64,
     pub reset: AtomicU64,
+    /// Cut at the drain deadline.
+    pub drained: AtomicU64,
+    /// Clients that closed or reset while their upstream connect was pending.
+    pub client_gone: AtomicU64,
     /// Relaying upstream connections: what maxRequests counts.
     pub rq_active: AtomicU64,
     pub retries_active: AtomicU64,
@@ -45,6 +50,11 @@ pub struct DnsStats {
     pub mesh_answers: AtomicU64,
     /// `*.mesh` queries for names no reachable service has.
     pub mesh_nxdomain: AtomicU64,
+    /// Queries dropped because the redirect rules cannot have sent them
+    /// (not from this host, nor from a virtual network's subnet).
+    pub refused: AtomicU64,
+    /// `.mesh` answers that left out records to fit the client's UDP size.
+    pub mesh_fitted: AtomicU64,
 }
 
 /// The counters that belong to no cluster (those are in [`Clusters`]).
@@ -53,15 +63,22 @@ pub struct Stats {
     pub dns: DnsStats,
     /// Connections accepted but not yet given a cluster (original destination lookup failed).
     pub no_original_dst: AtomicU64,
+    /// Upstream connects abandoned because the kernel gave them the 4-tuple
+    /// of a client we reset, whose conntrack entry would take them over.
+    pub stale_conntrack: AtomicU64,
+    /// SIGHUP reloads that took effect.
+    pub reloads: AtomicU64,
+    /// SIGHUP reloads that failed (the settings in force were kept).
+    pub reload_failures: AtomicU64,
 }
 
 impl Stats {
     /// Prometheus text exposition format (version 0.0.4), every cluster of
-    /// `clusters` in table order.
-    pub fn prometheus(&self, clusters: &Clusters) -> String {
+    /// `clusters` (settings generation `generation`) in table order.
+    pub fn prometheus(&self, clusters: &Clusters, generation: u64) -> String {
         let mut out = String::with_capacity(8192);
         type Get = fn(&ClusterStats) -> &AtomicU64;
-        let metrics: [(&str, &str, &str, Get); 15] = [
+        let metrics: [(&str, &str, &str, Get); 17] = [
             (
                 "cx_total",
                 "counter",
@@ -152,6 +169,18 @@ impl Stats {
                 "Upstream connect retries in flight.",
                 |c| &c.retries_active,
             ),
+            (
+                "drained_total",
+                "counter",
+                "Connections cut (reset) at the drain deadline.",
+                |c| &c.drained,
+            ),
+            (
+                "client_gone_total",
+                "counter",
+                "Clients that closed or reset while their upstream connect was pending.",
+                |c| &c.client_gone,
+            ),
         ];
         for (name, kind, help, get) in metrics {
             let _ = writeln!(out, "# HELP tproxyctl_cluster_{name} {help}");
@@ -167,8 +196,47 @@ impl Stats {
                 );
             }
         }
+        type Conf = fn(&ClusterSettings) -> f64;
+        let configured: [(&str, &str, Conf); 6] = [
+            ("max_connections", "Configured maxConnections.", |s| {
+                f64::from(s.limits.max_connections)
+            }),
+            (
+                "max_pending_requests",
+                "Configured maxPendingRequests.",
+                |s| f64::from(s.limits.max_pending_requests),
+            ),
+            ("max_requests", "Configured maxRequests.", |s| {
+                f64::from(s.limits.max_requests)
+            }),
+            ("max_retries", "Configured maxRetries.", |s| {
+                f64::from(s.limits.max_retries)
+            }),
+            (
+                "connect_timeout_seconds",
+                "Configured upstream connect timeout.",
+                |s| s.connect_timeout.as_secs_f64(),
+            ),
+            (
+                "idle_timeout_seconds",
+                "Configured idle timeout (0: none).",
+                |s| s.idle_timeout.as_secs_f64(),
+            ),
+        ];
+        for (name, help, get) in configured {
+            let _ = writeln!(out, "# HELP tproxyctl_cluster_{name} {help}");
+            let _ = writeln!(out, "# TYPE tproxyctl_cluster_{name} gauge");
+            for c in clusters.iter() {
+                let _ = writeln!(
+                    out,
+                    "tproxyctl_cluster_{name}{{cluster=\"{}\"}} {}",
+                    c.name,
+                    get(&c.settings)
+                );
+            }
+        }
         let d = &self.dns;
-        let dns: [(&str, &str, &AtomicU64); 8] = [
+        let dns: [(&str, &str, &AtomicU64); 10] = [
             (
                 "queries_udp_total",
                 "DNS queries received over UDP.",
@@ -209,6 +277,16 @@ impl Stats {
                 "NXDOMAIN answers for .mesh names no reachable service has.",
                 &d.mesh_nxdomain,
             ),
+            (
+                "refused_total",
+                "DNS queries dropped: not from this host nor redirected from a virtual network.",
+                &d.refused,
+            ),
+            (
+                "mesh_fitted_total",
+                ".mesh answers that left out records to fit the client's UDP size.",
+                &d.mesh_fitted,
+            ),
         ];
         for (name, help, v) in dns {
             let _ = writeln!(out, "# HELP tproxyctl_dns_{name} {help}");
@@ -221,6 +299,27 @@ impl Stats {
              # TYPE tproxyctl_no_original_dst_total counter\n\
              tproxyctl_no_original_dst_total {}",
             self.no_original_dst.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tproxyctl_stale_conntrack_total Upstream connects made again from another port: the first had the addresses and ports of a client the forwarder reset, whose conntrack entry would have sent it back to the forwarder.\n\
+             # TYPE tproxyctl_stale_conntrack_total counter\n\
+             tproxyctl_stale_conntrack_total {}",
+            self.stale_conntrack.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tproxyctl_reloads_total SIGHUP reloads that took effect.\n\
+             # TYPE tproxyctl_reloads_total counter\n\
+             tproxyctl_reloads_total {}\n\
+             # HELP tproxyctl_reload_failures_total SIGHUP reloads that failed; the settings in force were kept.\n\
+             # TYPE tproxyctl_reload_failures_total counter\n\
+             tproxyctl_reload_failures_total {}\n\
+             # HELP tproxyctl_config_generation The settings generation in force (1 at start, +1 per reload).\n\
+             # TYPE tproxyctl_config_generation gauge\n\
+             tproxyctl_config_generation {generation}",
+            self.reloads.load(Relaxed),
+            self.reload_failures.load(Relaxed),
         );
         out
     }
@@ -249,17 +348,22 @@ mod tests {
             .stats
             .cx_total
             .fetch_add(3, Relaxed);
-        let t = s.prometheus(&clusters);
+        let t = s.prometheus(&clusters, 1);
         assert!(t.contains(
             "tproxyctl_cluster_overflow_total{cluster=\"outbound:passthrough:ipv6\"} 2\n"
         ));
         assert!(t.contains("tproxyctl_cluster_cx_total{cluster=\"backend\"} 3\n"));
         assert!(t.contains("tproxyctl_cluster_cx_total{cluster=\"inbound:passthrough:ipv4\"} 0\n"));
         assert!(t.contains("# TYPE tproxyctl_cluster_cx_active gauge\n"));
+        assert!(t.contains("tproxyctl_cluster_max_connections{cluster=\"backend\"} 1024\n"));
+        assert!(t.contains(
+            "tproxyctl_cluster_idle_timeout_seconds{cluster=\"outbound:passthrough:ipv4\"} 3600\n"
+        ));
+        assert!(t.contains("tproxyctl_config_generation 1\n"));
         // every sample line is `name{labels} value` or `name value`
         for line in t.lines().filter(|l| !l.starts_with('#')) {
             let (_, v) = line.rsplit_once(' ').unwrap();
-            v.parse::<u64>().unwrap();
+            v.parse::<f64>().unwrap();
         }
     }
 }

@@ -5,11 +5,15 @@
 //! `reachableServices` / `reachableBackends`).
 //!
 //! Any Universal Dataplane in YAML or JSON parses: the fields this tool reasons
-//! about are typed, everything else (`metrics`, `probes`, `gateway`, inbound
-//! `health`, …) is kept in order in `extra` maps and written back unchanged.
+//! about are typed, everything else (`metrics`, `probes`, `gateway`,
+//! `admin`, inbound `health` and `serviceProbe`, …) is kept in order in
+//! `extra` maps and written back unchanged; validation reads the parts Kuma
+//! checks from there.
 //! Missing values (as a template leaves them: `port:` with nothing after it)
-//! parse as empty and are reported by [`Dataplane::validate`], which names the
-//! field, the value and what is allowed, the way Kuma's validator does.
+//! parse as empty and are reported by [`Dataplane::validate`], which applies
+//! Kuma 2.14's rules (see [`validate`]) and names the field, the value and
+//! what is allowed. A file may hold several Dataplanes ([`parse_stream`]: a
+//! YAML stream, a JSON array, a `kumactl get` list).
 //!
 //! Not here: text rendering (see [`crate::render::dataplane`]) and templates
 //! (see [`crate::render::template`]).
@@ -26,15 +30,20 @@ use serde_yaml::Value;
 
 use crate::config::{Config, IpFamilyMode};
 
+mod validate;
+
+pub use validate::is_identifier;
+
 /// `type` of the resource.
 pub const KIND: &str = "Dataplane";
-/// The tag every inbound must carry.
+/// The service tag: required on an inbound that has tags, on every outbound
+/// without a `backendRef`, and (before Kuma 2.14) on every inbound.
 pub const SERVICE_TAG: &str = "kuma.io/service";
 /// The protocol tag.
 pub const PROTOCOL_TAG: &str = "kuma.io/protocol";
-/// Values Kuma accepts for `kuma.io/protocol`.
+/// Values Kuma accepts for `kuma.io/protocol` (compared without case).
 pub const SUPPORTED_PROTOCOLS: [&str; 6] = ["http", "http2", "grpc", "tcp", "tls", "kafka"];
-/// Kinds a `reachableBackends` ref may name.
+/// Kinds a `reachableBackends` ref or an outbound `backendRef` may name.
 pub const BACKEND_KINDS: [&str; 3] = ["MeshService", "MeshExternalService", "MeshMultiZoneService"];
 /// Removed in Kuma 2.9; a Dataplane that still sets it fails validation (`UPGRADE.md`).
 pub const REMOVED_INBOUND_V6_FIELD: &str = "redirectPortInboundV6";
@@ -97,9 +106,13 @@ pub struct Networking {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub inbound: Vec<Inbound>,
-    /// Explicit outbounds (not used with the transparent proxy); kept as written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outbound: Option<Value>,
+    /// Explicit outbounds (not used with the transparent proxy).
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub outbound: Vec<Outbound>,
     /// A gateway Dataplane's `gateway` section; kept as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<Value>,
@@ -136,8 +149,50 @@ pub struct Inbound {
         skip_serializing_if = "Option::is_none"
     )]
     pub address: Option<String>,
-    #[serde(default, deserialize_with = "tag_map")]
+    /// Optional since Kuma 2.14; an inbound without tags is written without `tags`.
+    #[serde(
+        default,
+        deserialize_with = "tag_map",
+        skip_serializing_if = "IndexMap::is_empty"
+    )]
     pub tags: IndexMap<String, String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// One `networking.outbound[]` entry: a local `address:port` that reaches
+/// a service named by `tags` (or the deprecated `service`) or a `backendRef`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outbound {
+    #[serde(
+        default,
+        deserialize_with = "outbound_port",
+        skip_serializing_if = "is_zero"
+    )]
+    pub port: u32,
+    /// Default `127.0.0.1`.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub address: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "tag_map",
+        skip_serializing_if = "IndexMap::is_empty"
+    )]
+    pub tags: IndexMap<String, String>,
+    /// Deprecated form of `tags: {kuma.io/service: …}`.
+    #[serde(
+        default,
+        deserialize_with = "scalar_text",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub service: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_ref: Option<BackendRef>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -196,7 +251,8 @@ pub struct ReachableBackends {
     pub extra: Extra,
 }
 
-/// One `reachableBackends.refs[]` entry.
+/// One `reachableBackends.refs[]` entry, or an outbound's `backendRef`
+/// (which has no `namespace`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct BackendRef {
     #[serde(default, deserialize_with = "scalar_text")]
@@ -400,6 +456,7 @@ macro_rules! number_fields {
 
 number_fields!(
     inbound_port => "port",
+    outbound_port => "port",
     service_port => "servicePort",
     redirect_port_inbound => "redirectPortInbound",
     redirect_port_outbound => "redirectPortOutbound",
@@ -447,13 +504,16 @@ impl Dataplane {
         })
     }
 
-    /// Checks the resource as Kuma's Dataplane validator and `kuma-dp run`
-    /// would (reference §6.1, §6.3): every problem is collected.
+    /// Checks the resource as Kuma 2.14's Dataplane validator and
+    /// `kuma-dp run` would (reference §6.1, §6.3), as a Universal Dataplane:
+    /// every problem is collected.
     pub fn validate(&self) -> Validation {
-        let mut v = Validation::default();
-        validate_meta(self, &mut v);
-        validate_networking(&self.networking, &mut v);
-        v
+        self.validate_with(Rules::default())
+    }
+
+    /// [`Dataplane::validate`] with other [`Rules`].
+    pub fn validate_with(&self, rules: Rules) -> Validation {
+        validate::dataplane(self, rules)
     }
 }
 
@@ -521,6 +581,19 @@ impl TransparentProxying {
     }
 }
 
+/// Which rules [`Dataplane::validate_with`] applies; the default is Kuma
+/// 2.14's for a Universal Dataplane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rules {
+    /// Also the rules of control planes before Kuma 2.14: at least one
+    /// inbound (or a gateway), and `kuma.io/service` on every inbound and on
+    /// every gateway.
+    pub require_service_tag: bool,
+    /// The reachable-backend refs are for a Kubernetes Pod annotation, where
+    /// `namespace` exists. A Universal Dataplane's refs have none.
+    pub kubernetes_refs: bool,
+}
+
 /// One thing wrong with a Dataplane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -568,289 +641,6 @@ impl Validation {
 
     pub fn is_ok(&self) -> bool {
         self.errors.is_empty()
-    }
-}
-
-/// Kuma's rule for Universal resource names (and `reachableBackends` names):
-/// lowercase letters, digits, `-`, `_` and `.`.
-pub fn is_identifier(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
-        })
-}
-
-const IDENTIFIER_RULE: &str =
-    "must be lowercase letters, digits, '-', '_' or '.' (at most 253 characters)";
-
-/// Kuma's tag name character set: letters, digits, `.`, `-`, `_`, `:`, `/`.
-fn is_tag_name(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'/'))
-}
-
-/// Kuma's tag value character set: letters, digits, `.`, `-`, `_`, `:`.
-fn is_tag_value(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
-}
-
-/// An RFC 1123 host name (labels of letters, digits and `-`).
-fn is_hostname(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.trim_end_matches('.').split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
-fn validate_meta(dp: &Dataplane, v: &mut Validation) {
-    match dp.kind.as_deref() {
-        Some(KIND) => {}
-        None => v.missing("type", "must be 'Dataplane'"),
-        Some(other) => v.bad("type", other, "must be 'Dataplane'"),
-    }
-    match dp.mesh.as_deref() {
-        None | Some("") => v.missing("mesh", "kuma-dp needs the mesh the Dataplane belongs to"),
-        Some(m) if !is_identifier(m) => v.bad("mesh", m, IDENTIFIER_RULE),
-        Some(_) => {}
-    }
-    if dp.name.is_empty() {
-        v.missing("name", "kuma-dp needs the Dataplane's name");
-    } else if !is_identifier(&dp.name) {
-        v.bad("name", &dp.name, IDENTIFIER_RULE);
-    }
-}
-
-fn validate_networking(n: &Networking, v: &mut Validation) {
-    let address = n.address.trim();
-    if address.is_empty() {
-        v.missing(
-            "networking.address",
-            "the IP address (or domain name) other data plane proxies reach this one at",
-        );
-    } else {
-        match address.parse::<IpAddr>() {
-            Ok(ip) if ip.is_unspecified() => v.bad(
-                "networking.address",
-                address,
-                "must not be 0.0.0.0 or ::; use the address other data plane proxies reach this one at",
-            ),
-            Ok(_) => {}
-            Err(_) if is_hostname(address) => {}
-            Err(_) => v.bad(
-                "networking.address",
-                address,
-                "must be an IP address or a domain name",
-            ),
-        }
-    }
-    if n.inbound.is_empty() && n.gateway.is_none() {
-        v.missing(
-            "networking.inbound",
-            "a Dataplane needs at least one inbound (or a gateway)",
-        );
-    }
-    if !n.inbound.is_empty() && n.gateway.is_some() {
-        v.bad(
-            "networking.gateway",
-            "(set)",
-            "a gateway Dataplane cannot also have inbounds",
-        );
-    }
-    for (i, inbound) in n.inbound.iter().enumerate() {
-        validate_inbound(i, inbound, address, v);
-    }
-    if let Some(tp) = &n.transparent_proxying {
-        validate_transparent_proxying(tp, v);
-        if n.outbound.is_some() {
-            v.warnings.push(
-                "networking.outbound is set although transparentProxying is: with the transparent \
-                 proxy the outbound section is left out"
-                    .to_string(),
-            );
-        }
-    }
-}
-
-fn validate_inbound(i: usize, inbound: &Inbound, dp_address: &str, v: &mut Validation) {
-    let at = |f: &str| format!("networking.inbound[{i}].{f}");
-    if inbound.port == 0 {
-        v.missing(at("port"), "an integer in the range [1, 65535]");
-    } else if inbound.port > 65535 {
-        v.bad(
-            at("port"),
-            inbound.port.to_string(),
-            "must be in the range [1, 65535]",
-        );
-    }
-    if inbound.service_port > 65535 {
-        v.bad(
-            at("servicePort"),
-            inbound.service_port.to_string(),
-            "must be in the range [1, 65535]",
-        );
-    }
-    if let Some(sa) = &inbound.service_address {
-        if sa.trim().parse::<IpAddr>().is_err() {
-            v.bad(at("serviceAddress"), sa, "must be an IP address");
-        } else if sa.trim() == dp_address
-            && (inbound.service_port == 0 || inbound.service_port == inbound.port)
-        {
-            v.bad(
-                at("serviceAddress"),
-                sa,
-                "serviceAddress and servicePort have to differ from networking.address and port",
-            );
-        }
-    }
-    if let Some(a) = &inbound.address
-        && a.trim().parse::<IpAddr>().is_err()
-    {
-        v.bad(at("address"), a, "must be an IP address");
-    }
-    if !inbound.tags.contains_key(SERVICE_TAG) {
-        v.missing(
-            at(&format!("tags[\"{SERVICE_TAG}\"]")),
-            "every inbound needs the kuma.io/service tag",
-        );
-    }
-    for (name, value) in &inbound.tags {
-        let field = at(&format!("tags[\"{name}\"]"));
-        if !is_tag_name(name) || name.is_empty() {
-            v.bad(
-                &field,
-                name,
-                "tag names must consist of letters, digits, '.', '-', '_', ':' and '/'",
-            );
-        }
-        if value.is_empty() {
-            v.missing(&field, "tag values cannot be empty");
-        } else if !is_tag_value(value) {
-            v.bad(
-                &field,
-                value,
-                "tag values must consist of letters, digits, '.', '-', '_' and ':'",
-            );
-        } else if name == PROTOCOL_TAG && !SUPPORTED_PROTOCOLS.contains(&value.as_str()) {
-            v.bad(
-                &field,
-                value,
-                format!("must be one of {}", SUPPORTED_PROTOCOLS.join(", ")),
-            );
-        }
-    }
-}
-
-fn validate_transparent_proxying(tp: &TransparentProxying, v: &mut Validation) {
-    let at = |f: &str| format!("networking.transparentProxying.{f}");
-    for (field, port) in [
-        ("redirectPortInbound", tp.redirect_port_inbound),
-        ("redirectPortOutbound", tp.redirect_port_outbound),
-    ] {
-        if port > 65535 {
-            v.bad(
-                at(field),
-                port.to_string(),
-                "must be in the range [0, 65535] (0: off)",
-            );
-        }
-    }
-    if let Some(old) = tp.extra.get(REMOVED_INBOUND_V6_FIELD) {
-        v.bad(
-            at(REMOVED_INBOUND_V6_FIELD),
-            shown(old),
-            "was removed in Kuma 2.9 (IPv6 uses redirectPortInbound); delete the field",
-        );
-    }
-    if tp.redirect_port_inbound != 0 && tp.redirect_port_inbound == tp.redirect_port_outbound {
-        v.warnings.push(format!(
-            "networking.transparentProxying.redirectPortInbound and redirectPortOutbound are both {}; \
-             one listener cannot tell inbound from outbound traffic",
-            tp.redirect_port_inbound
-        ));
-    }
-    for (i, s) in tp.reachable_services.iter().enumerate() {
-        if s.trim().is_empty() {
-            v.missing(
-                at(&format!("reachableServices[{i}]")),
-                "a kuma.io/service value",
-            );
-        } else if !is_tag_value(s) {
-            v.bad(
-                at(&format!("reachableServices[{i}]")),
-                s,
-                "kuma.io/service values consist of letters, digits, '.', '-', '_' and ':'",
-            );
-        }
-    }
-    if let Some(rb) = &tp.reachable_backends {
-        for (i, r) in rb.refs.iter().enumerate() {
-            validate_backend_ref(&at(&format!("reachableBackends.refs[{i}]")), r, v);
-        }
-    }
-}
-
-fn validate_backend_ref(at: &str, r: &BackendRef, v: &mut Validation) {
-    let f = |name: &str| format!("{at}.{name}");
-    if r.kind.is_empty() {
-        v.missing(f("kind"), format!("one of {}", BACKEND_KINDS.join(", ")));
-    } else if !BACKEND_KINDS.contains(&r.kind.as_str()) {
-        v.bad(
-            f("kind"),
-            &r.kind,
-            format!("must be one of {}", BACKEND_KINDS.join(", ")),
-        );
-    }
-    if r.name.is_empty() && r.labels.is_empty() {
-        v.missing(at, "either name or labels is required");
-    }
-    if !r.namespace.is_empty() && r.name.is_empty() {
-        v.bad(
-            f("namespace"),
-            &r.namespace,
-            "namespace can only be used together with name",
-        );
-    }
-    let named = !r.name.is_empty() || !r.namespace.is_empty();
-    if !r.labels.is_empty() && named {
-        let value = if r.name.is_empty() {
-            format!("namespace={}", r.namespace)
-        } else {
-            format!("name={}", r.name)
-        };
-        v.bad(
-            f("labels"),
-            value,
-            "labels cannot be combined with name or namespace",
-        );
-    }
-    if !r.name.is_empty() && !is_identifier(&r.name) {
-        v.bad(f("name"), &r.name, IDENTIFIER_RULE);
-    }
-    if !r.namespace.is_empty() && !is_identifier(&r.namespace) {
-        v.bad(f("namespace"), &r.namespace, IDENTIFIER_RULE);
-    }
-    if let Some(p) = r.port
-        && !(1..=65535).contains(&p)
-    {
-        v.bad(f("port"), p.to_string(), "must be in the range [1, 65535]");
-    }
-    for (k, val) in &r.labels {
-        if k.is_empty() || val.is_empty() {
-            v.bad(
-                f(&format!("labels[\"{k}\"]")),
-                val,
-                "label keys and values cannot be empty",
-            );
-        }
     }
 }
 
@@ -951,19 +741,152 @@ fn describe_redirects(tp: &TransparentProxying) -> String {
     parts.join(" and ")
 }
 
-/// Reads and parses a Dataplane file (YAML or JSON; `-` is stdin).
-pub fn load(path: &Path) -> anyhow::Result<Dataplane> {
-    let text = if path == Path::new("-") {
+/// Reads a Dataplane file (YAML or JSON; `-` is stdin).
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    if path == Path::new("-") {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
             .context("reading the Dataplane from stdin")?;
-        s
-    } else {
-        std::fs::read_to_string(path)
-            .with_context(|| format!("reading Dataplane file {}", path.display()))?
-    };
+        return Ok(s);
+    }
+    std::fs::read_to_string(path)
+        .with_context(|| format!("reading Dataplane file {}", path.display()))
+}
+
+/// Reads and parses a file holding one Dataplane (YAML or JSON; `-` is stdin).
+pub fn load(path: &Path) -> anyhow::Result<Dataplane> {
+    let text = read_text(path)?;
     Dataplane::from_text(&text)
         .with_context(|| format!("{} is not a Dataplane resource", path.display()))
+}
+
+/// Reads and parses a file holding any number of Dataplanes (see
+/// [`parse_stream`]; `-` is stdin).
+pub fn load_stream(path: &Path) -> anyhow::Result<Vec<Document>> {
+    let text = read_text(path)?;
+    parse_stream(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// One Dataplane of a stream and where it was found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub dp: Dataplane,
+    /// 1-based number of the YAML document.
+    pub document: usize,
+    /// 1-based line where that document starts.
+    pub line: usize,
+    /// 1-based position in a list (a JSON array, `items:`), if it was in one.
+    pub item: Option<usize>,
+}
+
+impl Document {
+    /// `document 2 (line 14)`, `document 1, item 3`.
+    pub fn position(&self) -> String {
+        match self.item {
+            Some(i) => format!("document {}, item {i}", self.document),
+            None => format!("document {} (line {})", self.document, self.line),
+        }
+    }
+}
+
+/// The text of each YAML document of `text` with its 1-based first line.
+/// Documents are separated by a `---` line (a `---` followed by a space may
+/// carry content, which starts the next document); empty documents and
+/// documents of comments only are left out. Splitting the text, as
+/// `kumactl apply` does, lets each template document be rendered on its own
+/// and keeps error positions relative to the document.
+pub fn split_documents(text: &str) -> Vec<(usize, String)> {
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    let mut start = 1;
+    for (i, line) in text.lines().enumerate() {
+        let marker = line
+            .strip_prefix("---")
+            .filter(|rest| rest.is_empty() || rest.starts_with([' ', '\t']));
+        let Some(rest) = marker else {
+            current.push_str(line);
+            current.push('\n');
+            continue;
+        };
+        docs.push((start, std::mem::take(&mut current)));
+        // The next document starts on the marker line when the marker
+        // carries content, else on the line after it (lines are 1-based).
+        let rest = rest.trim();
+        if !rest.is_empty() && !rest.starts_with('#') {
+            start = i + 1;
+            current.push_str(rest);
+            current.push('\n');
+        } else {
+            start = i + 2;
+        }
+    }
+    docs.push((start, current));
+    docs.retain(|(_, d)| !is_blank_yaml(d));
+    docs
+}
+
+/// Only blank lines and comments.
+fn is_blank_yaml(text: &str) -> bool {
+    text.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#')
+    })
+}
+
+/// Every Dataplane of a file: a YAML stream (documents separated by `---`),
+/// a JSON array of Dataplanes (what `generate dataplane -o json` prints for
+/// several), or a list as `kumactl get dataplanes -o yaml|json` prints it
+/// (`items: [...]`). Errors name the document (and item) and the field.
+pub fn parse_stream(text: &str) -> Result<Vec<Document>, String> {
+    let docs = split_documents(text);
+    let several = docs.len() > 1;
+    let mut out = Vec::new();
+    for (n, (line, doc)) in docs.iter().enumerate() {
+        let document = n + 1;
+        let at = |e: &dyn fmt::Display| {
+            if several {
+                format!("document {document} (line {line}): {e}")
+            } else {
+                e.to_string()
+            }
+        };
+        let value: Value = serde_yaml::from_str(doc).map_err(|e| at(&e))?;
+        let items = match &value {
+            Value::Sequence(items) => Some(items),
+            Value::Mapping(m) if m.get("type").is_none() => match m.get("items") {
+                Some(Value::Sequence(items)) => Some(items),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(items) = items else {
+            // One Dataplane, from the value already parsed; on an error the
+            // text is parsed again so that the message has its position.
+            let dp = Dataplane::deserialize(value)
+                .or_else(|_| Dataplane::from_text(doc))
+                .map_err(|e| at(&e))?;
+            out.push(Document {
+                dp,
+                document,
+                line: *line,
+                item: None,
+            });
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            // On an error, through text, so that the message has the field path.
+            let dp = Dataplane::deserialize(item)
+                .or_else(|_| serde_yaml::to_string(item).and_then(|t| Dataplane::from_text(&t)))
+                .map_err(|e| format!("document {document}, item {}: {e}", i + 1))?;
+            out.push(Document {
+                dp,
+                document,
+                line: *line,
+                item: Some(i + 1),
+            });
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -1129,15 +1052,40 @@ networking:
                  address other data plane proxies reach this one at"
             ]
         );
+        // Kuma 2.14: an inbound with tags needs the service tag among them...
         let mut dp = valid();
         dp.networking.inbound[0].tags.shift_remove(SERVICE_TAG);
         assert_eq!(
             errors(&dp),
             vec![
-                "networking.inbound[0].tags[\"kuma.io/service\"] is required: every inbound needs \
-                 the kuma.io/service tag"
+                "networking.inbound[0].tags[\"kuma.io/service\"] is required: tag has to exist: an \
+                 inbound with tags needs kuma.io/service among them (since Kuma 2.14 an inbound \
+                 without any tags is valid)"
             ]
         );
+        // ... an inbound without tags, or no inbound at all, is valid ...
+        dp.networking.inbound[0].tags.clear();
+        assert!(dp.validate().is_ok(), "{:?}", dp.validate());
+        let mut outbound_only = dp.clone();
+        outbound_only.networking.inbound.clear();
+        assert!(outbound_only.validate().is_ok());
+        // ... but not for control planes before 2.14.
+        let before = Rules {
+            require_service_tag: true,
+            ..Rules::default()
+        };
+        let fields = |dp: &Dataplane| -> Vec<String> {
+            dp.validate_with(before)
+                .errors
+                .into_iter()
+                .map(|e| e.field)
+                .collect()
+        };
+        assert_eq!(
+            fields(&dp),
+            vec!["networking.inbound[0].tags[\"kuma.io/service\"]"]
+        );
+        assert_eq!(fields(&outbound_only), vec!["networking.inbound"]);
         let mut dp = valid();
         dp.networking.inbound[0].port = 70000;
         dp.networking.inbound[0]
@@ -1146,7 +1094,7 @@ networking:
         assert_eq!(
             errors(&dp),
             vec![
-                "invalid value '70000' for networking.inbound[0].port: must be in the range [1, 65535]",
+                "invalid value '70000' for networking.inbound[0].port: port must be in the range [1, 65535]",
                 "invalid value 'smtp' for networking.inbound[0].tags[\"kuma.io/protocol\"]: must be one \
                  of http, http2, grpc, tcp, tls, kafka",
             ]
@@ -1194,7 +1142,7 @@ networking:
     #[test]
     fn reachable_backend_refs_follow_kumas_rules() {
         let ok = with_refs(
-            "  - kind: MeshService\n    name: redis\n    namespace: kuma-demo\n    port: 6379\n  - kind: MeshMultiZoneService\n    labels:\n      kuma.io/display-name: test-server\n",
+            "  - kind: MeshService\n    name: redis\n    port: 6379\n  - kind: MeshMultiZoneService\n    labels:\n      kuma.io/display-name: test-server\n",
         );
         assert!(ok.validate().is_ok(), "{:?}", ok.validate());
         let at = "networking.transparentProxying.reachableBackends.refs[0]";
@@ -1205,34 +1153,49 @@ networking:
                     "invalid value 'Service' for {at}.kind: must be one of MeshService, MeshExternalService, MeshMultiZoneService"
                 ),
             ),
+            // Kuma reports a missing name at the leaf.
             (
                 "  - kind: MeshService\n",
-                format!("{at} is required: either name or labels is required"),
+                format!("{at}.name is required: name or labels are required"),
             ),
             (
                 "  - kind: MeshService\n    namespace: ns\n    labels:\n      a: b\n",
-                format!(
-                    "invalid value 'ns' for {at}.namespace: namespace can only be used together with name"
-                ),
+                format!("{at}.name is required: name is required when namespace is defined"),
             ),
             (
                 "  - kind: MeshService\n    name: redis\n    labels:\n      a: b\n",
                 format!(
-                    "invalid value 'name=redis' for {at}.labels: labels cannot be combined with name or namespace"
+                    "invalid value 'name=redis' for {at}.labels: labels cannot be defined when name or namespace is specified"
                 ),
             ),
             (
-                "  - kind: MeshService\n    name: Redis_DB!\n",
-                format!("invalid value 'Redis_DB!' for {at}.name: {IDENTIFIER_RULE}"),
+                "  - kind: MeshService\n    name: redis_db\n",
+                format!(
+                    "invalid value 'redis_db' for {at}.name: must be a lowercase RFC 1123 subdomain"
+                ),
             ),
             (
                 "  - kind: MeshService\n    name: redis\n    port: 0\n",
-                format!("invalid value '0' for {at}.port: must be in the range [1, 65535]"),
+                format!("invalid value '0' for {at}.port: port must be in the range [1, 65535]"),
+            ),
+            // Universal Dataplanes have no namespaces (the forwarder relies on this).
+            (
+                "  - kind: MeshService\n    name: redis\n    namespace: kuma-demo\n",
+                format!(
+                    "invalid value 'kuma-demo' for {at}.namespace: a Universal Dataplane's refs have no namespace"
+                ),
             ),
         ] {
             let got = errors(&with_refs(refs));
-            assert!(got.contains(&want), "{refs}: {got:?}");
+            assert!(got.iter().any(|g| g.starts_with(&want)), "{refs}: {got:?}");
         }
+        // A Pod annotation may name a namespace.
+        let k8s = with_refs("  - kind: MeshService\n    name: redis\n    namespace: kuma-demo\n");
+        let rules = Rules {
+            kubernetes_refs: true,
+            ..Rules::default()
+        };
+        assert!(k8s.validate_with(rules).is_ok());
     }
 
     #[test]
@@ -1302,6 +1265,63 @@ networking:
         let diffs = compare_transparent_proxying(&valid(), &cfg);
         assert_eq!(diffs.len(), 1);
         assert!(diffs[0].starts_with("networking.transparentProxying is missing"));
+    }
+
+    #[test]
+    fn documents_split_at_marker_lines() {
+        let text =
+            "---\n# only a comment\n---\na: 1\n---a: not a marker\n--- # c\n\nb: 2\n--- c: 3\n";
+        assert_eq!(
+            split_documents(text),
+            vec![
+                (4, "a: 1\n---a: not a marker\n".to_string()),
+                (7, "\nb: 2\n".to_string()),
+                (9, "c: 3\n".to_string()),
+            ]
+        );
+        assert!(split_documents("").is_empty());
+        assert!(split_documents("# x\n---\n\n").is_empty());
+    }
+
+    #[test]
+    fn streams_arrays_and_lists_of_dataplanes() {
+        let one = |name: &str| {
+            format!(
+                "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: 10.0.0.1\n"
+            )
+        };
+        let stream = format!("{}---\n{}", one("a"), one("b"));
+        let docs = parse_stream(&stream).unwrap();
+        assert_eq!(
+            docs.iter()
+                .map(|d| (d.dp.name.as_str(), d.position()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("a", "document 1 (line 1)".to_string()),
+                ("b", "document 2 (line 7)".to_string())
+            ]
+        );
+        let array = serde_json::to_string(&[
+            Dataplane::from_text(&one("a")).unwrap(),
+            Dataplane::from_text(&one("b")).unwrap(),
+        ])
+        .unwrap();
+        let docs = parse_stream(&array).unwrap();
+        assert_eq!(docs[1].dp.name, "b");
+        assert_eq!(docs[1].position(), "document 1, item 2");
+        let list = parse_stream("items:\n- type: Dataplane\n  name: x\ntotal: 1\n").unwrap();
+        assert_eq!(list[0].dp.name, "x");
+        // Errors name the document and the field.
+        let err = parse_stream(&format!(
+            "{}---\nnetworking:\n  inbound:\n  - port: eighty\n",
+            one("a")
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("document 2 (line 7): networking.inbound[0]: invalid value 'eighty'"),
+            "{err}"
+        );
+        assert!(parse_stream("# nothing\n").unwrap().is_empty());
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //! difference, so the output always matches the rules. A template without the
 //! section stays without it (a Dataplane that does not use the transparent
 //! proxy, as in seed 003), with a warning when the rules redirect traffic.
+//!
+//! A template or `--check` file may hold several Dataplanes: a template is
+//! split at its `---` lines and each document rendered on its own, as
+//! `kumactl apply` does; every Dataplane is validated, and problems of all of
+//! them are reported together, each named by document and line.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -23,10 +28,13 @@ use crate::error::UsageError;
 use crate::host::receipt;
 use crate::model::dataplane::{
     self as dpm, BackendRef, Dataplane, Inbound, Networking, PROTOCOL_TAG, ReachableBackends,
-    SERVICE_TAG, TransparentProxying, Violation,
+    Rules, SERVICE_TAG, TransparentProxying, Violation,
 };
 use crate::render::{dataplane as render, template};
 use crate::ui;
+
+/// A Dataplane and where it came from (`template T, document 2 (line 9)`), for messages.
+type Sourced = (String, Dataplane);
 
 pub fn run(args: &GenerateDataplaneArgs) -> anyhow::Result<Exit> {
     let stdin_users = [
@@ -44,8 +52,14 @@ pub fn run(args: &GenerateDataplaneArgs) -> anyhow::Result<Exit> {
         )
         .into());
     }
+    // A --check file is a Universal Dataplane whatever --output says.
+    let rules = Rules {
+        require_service_tag: args.require_service_tag,
+        kubernetes_refs: args.check.is_none()
+            && args.output == DataplaneOutput::KubernetesAnnotations,
+    };
     if let Some(path) = &args.check {
-        return check(args, path);
+        return check(args, path, rules);
     }
 
     let resolved = config::resolve_process(&args.tp, None)?;
@@ -54,31 +68,46 @@ pub fn run(args: &GenerateDataplaneArgs) -> anyhow::Result<Exit> {
     }
     let cfg = &resolved.config;
 
-    let dp = match &args.dataplane.template {
-        Some(source) => from_template(&args.dataplane, source, cfg)?,
-        None => from_flags(&args.dataplane, cfg)?,
+    let dps: Vec<Sourced> = match &args.dataplane.template {
+        Some(source) => from_template(&args.dataplane, source, cfg, rules)?,
+        None => vec![(
+            "flags".to_string(),
+            from_flags(&args.dataplane, cfg, rules)?,
+        )],
     };
 
-    let diffs = dpm::compare_transparent_proxying(&dp, cfg);
+    let several = dps.len() > 1;
     let without_tp_on_purpose = args.dataplane.transparent_proxying == Some(false);
-    for d in diffs {
-        if !(without_tp_on_purpose && dp.transparent_proxying().is_none()) {
-            ui::warn(d);
+    for (from, dp) in &dps {
+        for d in dpm::compare_transparent_proxying(dp, cfg) {
+            if !(without_tp_on_purpose && dp.transparent_proxying().is_none()) {
+                ui::warn(if several { format!("{from}: {d}") } else { d });
+            }
         }
     }
 
+    let only: Vec<Dataplane> = dps.into_iter().map(|(_, dp)| dp).collect();
     let text = match args.output {
-        DataplaneOutput::Yaml => render::yaml(&dp)?,
-        DataplaneOutput::Json => render::json(&dp)?,
+        DataplaneOutput::Yaml => render::yaml_stream(&only)?,
+        DataplaneOutput::Json => render::json_stream(&only)?,
         DataplaneOutput::KubernetesAnnotations => {
-            if render::kubernetes_annotations(&dp)?.is_empty() {
-                ui::warn(
-                    "the Dataplane has no reachableServices or reachableBackends, so there is no Pod \
-                     annotation to write (on Kubernetes, ports, tags and redirect ports come from the Pod \
-                     and the injector)",
-                );
+            let mut docs = Vec::new();
+            for dp in &only {
+                if render::kubernetes_annotations(dp)?.is_empty() {
+                    ui::warn(format!(
+                        "{} has no reachableServices or reachableBackends, so there is no Pod \
+                         annotation to write (on Kubernetes, ports, tags and redirect ports come from \
+                         the Pod and the injector)",
+                        if several {
+                            format!("Dataplane {}", dp.name)
+                        } else {
+                            "the Dataplane".to_string()
+                        }
+                    ));
+                }
+                docs.push(render::kubernetes_annotations_yaml(dp)?);
             }
-            render::kubernetes_annotations_yaml(&dp)?
+            docs.join("---\n")
         }
     };
     let mut out = std::io::stdout().lock();
@@ -88,16 +117,99 @@ pub fn run(args: &GenerateDataplaneArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// `--check FILE`: exit 0 when the file agrees with the rules, 1 otherwise;
-/// each difference on its own stdout line.
-fn check(args: &GenerateDataplaneArgs, path: &Path) -> anyhow::Result<Exit> {
-    let mut dp = dpm::load(path).map_err(|e| UsageError::new(format!("{e:#}")))?;
+/// `--check FILE`: every Dataplane of the file (a YAML stream, a JSON array)
+/// is validated, then compared with the rules; exit 0 when all agree, 1
+/// otherwise, each difference on its own stdout line (named by Dataplane
+/// and document when the file holds several).
+fn check(args: &GenerateDataplaneArgs, path: &Path, rules: Rules) -> anyhow::Result<Exit> {
     let shown = path.display().to_string();
-    fill_type_and_mesh(&mut dp, &shown, None);
-    validated(&dp, Origin::File(&shown))?;
+    let dps = load_checked(path, &shown, rules)?;
+    let several = dps.len() > 1;
+    let (cfg, against) = rules_to_compare_with(args)?;
+    let mut lines = Vec::new();
+    let mut differing = 0;
+    for (label, dp) in &dps {
+        let diffs = dpm::compare_transparent_proxying(dp, &cfg);
+        differing += usize::from(!diffs.is_empty());
+        lines.extend(
+            diffs
+                .into_iter()
+                .map(|d| if several { format!("{label}: {d}") } else { d }),
+        );
+    }
+    if lines.is_empty() {
+        ui::info(if several {
+            format!(
+                "the {} Dataplanes in {shown} agree with {against}",
+                dps.len()
+            )
+        } else {
+            format!("{shown} agrees with {against}")
+        });
+        return Ok(Exit::Success);
+    }
+    let mut out = std::io::stdout().lock();
+    for l in &lines {
+        writeln!(out, "{l}").context("writing the differences to stdout")?;
+    }
+    out.flush().context("writing the differences to stdout")?;
+    let count = format!(
+        "{} difference{}",
+        lines.len(),
+        if lines.len() == 1 { "" } else { "s" }
+    );
+    ui::info(if several {
+        format!(
+            "{differing} of {} Dataplanes in {shown} differ from {against} ({count})",
+            dps.len()
+        )
+    } else {
+        format!("{count} between {shown} and {against}")
+    });
+    Ok(Exit::Failure)
+}
 
+/// The Dataplanes of a `--check` file, each completed (`type`, `mesh`) and
+/// validated; problems of every Dataplane make one usage error. Each comes
+/// with its label for difference lines (empty when the file holds one).
+fn load_checked(path: &Path, shown: &str, rules: Rules) -> anyhow::Result<Vec<Sourced>> {
+    let docs = dpm::load_stream(path).map_err(|e| UsageError::new(format!("{e:#}")))?;
+    if docs.is_empty() {
+        return Err(UsageError::new(format!(
+            "{shown} holds no Dataplane (it is empty or only comments)"
+        ))
+        .into());
+    }
+    let several = docs.len() > 1;
+    let mut dps = Vec::new();
+    let mut errors = Vec::new();
+    for d in docs {
+        let (from, label) = if several {
+            (
+                format!("{shown}, {}", d.position()),
+                format!("Dataplane {} in {}", d.dp.name, d.position()),
+            )
+        } else {
+            (shown.to_string(), String::new())
+        };
+        let mut dp = d.dp;
+        fill_type_and_mesh(&mut dp, &from, None);
+        if let Err(e) = validated(&dp, &Origin::File(from), rules) {
+            errors.push(e);
+        }
+        dps.push((label, dp));
+    }
+    if !errors.is_empty() {
+        return Err(UsageError::new(errors.join("\n")).into());
+    }
+    Ok(dps)
+}
+
+/// What `--check` compares with: the installed rules (the receipt) or, without
+/// a receipt, the configuration; and how to name it in messages.
+fn rules_to_compare_with(args: &GenerateDataplaneArgs) -> anyhow::Result<(Config, String)> {
     let receipt_path = receipt::path_or_default(args.receipt.receipt.as_deref());
-    let (cfg, against) = match receipt::load(&receipt_path)? {
+    Ok(match receipt::load(&receipt_path)? {
         Some(r) => (
             r.config,
             format!("the installed rules (receipt {})", receipt_path.display()),
@@ -115,31 +227,15 @@ fn check(args: &GenerateDataplaneArgs, path: &Path) -> anyhow::Result<Exit> {
                 ),
             )
         }
-    };
-    let diffs = dpm::compare_transparent_proxying(&dp, &cfg);
-    if diffs.is_empty() {
-        ui::info(format!("{shown} agrees with {against}"));
-        return Ok(Exit::Success);
-    }
-    let mut out = std::io::stdout().lock();
-    for d in &diffs {
-        writeln!(out, "{d}").context("writing the differences to stdout")?;
-    }
-    out.flush().context("writing the differences to stdout")?;
-    ui::info(format!(
-        "{} difference{} between {shown} and {against}",
-        diffs.len(),
-        if diffs.len() == 1 { "" } else { "s" }
-    ));
-    Ok(Exit::Failure)
+    })
 }
 
-/// Where a Dataplane came from, for messages.
-#[derive(Clone, Copy)]
-enum Origin<'a> {
+/// Where a Dataplane came from, for messages: the flags, a template (and
+/// document), a file (and document).
+enum Origin {
     Flags,
-    Template(&'a str),
-    File(&'a str),
+    Template(String),
+    File(String),
 }
 
 /// The flag that sets a field in flag mode.
@@ -165,7 +261,7 @@ fn flag_for(field: &str) -> Option<&'static str> {
     })
 }
 
-fn describe(v: &Violation, origin: Origin<'_>) -> String {
+fn describe(v: &Violation, origin: &Origin) -> String {
     let field = match (origin, flag_for(&v.field)) {
         (Origin::Flags, Some(flag)) => format!("{flag} ({})", v.field),
         _ => v.field.clone(),
@@ -176,12 +272,15 @@ fn describe(v: &Violation, origin: Origin<'_>) -> String {
     }
 }
 
-/// Runs validation: warnings are printed, errors become one usage error
-/// naming every bad field.
-fn validated(dp: &Dataplane, origin: Origin<'_>) -> Result<(), UsageError> {
-    let v = dp.validate();
+/// Runs validation: warnings are printed, errors become one message naming
+/// every bad field (and where the Dataplane came from).
+fn validated(dp: &Dataplane, origin: &Origin, rules: Rules) -> Result<(), String> {
+    let v = dp.validate_with(rules);
     for w in &v.warnings {
-        ui::warn(w);
+        ui::warn(match origin {
+            Origin::Flags => w.clone(),
+            Origin::Template(from) | Origin::File(from) => format!("{from}: {w}"),
+        });
     }
     if v.errors.is_empty() {
         return Ok(());
@@ -189,17 +288,17 @@ fn validated(dp: &Dataplane, origin: Origin<'_>) -> Result<(), UsageError> {
     let lines: Vec<String> = v.errors.iter().map(|e| describe(e, origin)).collect();
     let head = match origin {
         Origin::Flags => "the Dataplane is invalid".to_string(),
-        Origin::Template(t) => format!("the Dataplane rendered from template {t} is invalid"),
-        Origin::File(f) => format!("the Dataplane in {f} is invalid"),
+        Origin::Template(from) => format!("the Dataplane rendered from {from} is invalid"),
+        Origin::File(from) => format!("the Dataplane in {from} is invalid"),
     };
-    Err(UsageError::new(if lines.len() == 1 {
+    Err(if lines.len() == 1 {
         match origin {
             Origin::Flags => lines[0].clone(),
             _ => format!("{head}: {}", lines[0]),
         }
     } else {
         format!("{head}:\n  {}", lines.join("\n  "))
-    }))
+    })
 }
 
 /// kuma-dp needs `type` and `mesh`; some documented examples leave them out.
@@ -238,32 +337,81 @@ fn read_source(name: &str, what: &str) -> Result<String, UsageError> {
         .map_err(|e| UsageError::new(format!("reading the {what} {name}: {e}")))
 }
 
-fn from_template(args: &DataplaneFlags, source: &str, cfg: &Config) -> anyhow::Result<Dataplane> {
-    let shown = if source == "-" { "(stdin)" } else { source };
-    let text = read_source(source, "template")?;
+/// The `--dataplane-var` values as template variables.
+fn template_vars(args: &DataplaneFlags) -> Result<template::Vars, UsageError> {
     let mut vars = template::Vars::new();
     for raw in &args.dataplane_var {
-        let pairs = template::parse_var_flag(raw).map_err(|why| {
+        let bad = |why: String| {
             UsageError::new(format!("invalid value '{raw}' for --dataplane-var: {why}"))
-        })?;
-        for (k, v) in pairs {
-            vars.insert(&k, &v).map_err(|why| {
-                UsageError::new(format!("invalid value '{raw}' for --dataplane-var: {why}"))
-            })?;
+        };
+        for (k, v) in template::parse_var_flag(raw).map_err(bad)? {
+            vars.insert(&k, &v).map_err(bad)?;
         }
     }
-    let rendered = template::render(&text, &vars)
-        .map_err(|why| UsageError::new(format!("template {shown}: {why}")))?;
-    let mut dp = Dataplane::from_text(&rendered).map_err(|e| {
-        UsageError::new(format!(
-            "template {shown} does not render a Dataplane resource: {e}"
-        ))
-    })?;
-    let from = format!("template {shown}");
-    fill_type_and_mesh(&mut dp, &from, args.mesh.as_deref());
+    Ok(vars)
+}
 
-    // A template without the section stays without it; `run` warns when the
-    // rules redirect traffic all the same.
+/// Renders every document of the template on its own (as `kumactl apply -f
+/// TEMPLATE -v …` does: split at `---` lines first, then rendered), parses
+/// and validates each Dataplane; errors of every document are reported
+/// together.
+fn from_template(
+    args: &DataplaneFlags,
+    source: &str,
+    cfg: &Config,
+    rules: Rules,
+) -> anyhow::Result<Vec<Sourced>> {
+    let shown = if source == "-" { "(stdin)" } else { source };
+    let text = read_source(source, "template")?;
+    let vars = template_vars(args)?;
+    let documents = dpm::split_documents(&text);
+    let several = documents.len() > 1;
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (k, (line, doc)) in documents.iter().enumerate() {
+        let from = if several {
+            format!("template {shown}, document {} (line {line})", k + 1)
+        } else {
+            format!("template {shown}")
+        };
+        let rendered = template::render(doc, &vars)
+            .map_err(|why| UsageError::new(format!("{from}: {why}")))?;
+        let parsed = dpm::parse_stream(&rendered).map_err(|e| {
+            UsageError::new(format!("{from} does not render a Dataplane resource: {e}"))
+        })?;
+        let items = parsed.len() > 1;
+        for d in parsed {
+            let from = match d.item.filter(|_| items) {
+                Some(i) => format!("{from}, item {i}"),
+                None => from.clone(),
+            };
+            let mut dp = d.dp;
+            prepare_rendered(&mut dp, &from, args, cfg);
+            if let Err(e) = validated(&dp, &Origin::Template(from.clone()), rules) {
+                errors.push(e);
+            }
+            out.push((from, dp));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(UsageError::new(errors.join("\n")).into());
+    }
+    if out.is_empty() {
+        return Err(UsageError::new(format!(
+            "template {shown} renders no Dataplane (it is empty or only comments)"
+        ))
+        .into());
+    }
+    Ok(out)
+}
+
+/// A rendered Dataplane gets `type` and `mesh` when it lacks them, and the
+/// install configuration's redirect ports and ipFamilyMode in its
+/// `transparentProxying` section (a warning for each difference). A
+/// Dataplane without the section stays without it; `run` warns when the
+/// rules redirect traffic all the same.
+fn prepare_rendered(dp: &mut Dataplane, from: &str, args: &DataplaneFlags, cfg: &Config) {
+    fill_type_and_mesh(dp, from, args.mesh.as_deref());
     if let Some(tp) = dp.networking.transparent_proxying.as_mut() {
         let diffs = dpm::compare_section(Some(tp), cfg);
         for d in &diffs {
@@ -277,8 +425,6 @@ fn from_template(args: &DataplaneFlags, source: &str, cfg: &Config) -> anyhow::R
         }
         tp.apply_config(cfg);
     }
-    validated(&dp, Origin::Template(shown))?;
-    Ok(dp)
 }
 
 /// Parses a port flag; range checks happen in validation (naming the field).
@@ -291,7 +437,39 @@ fn port_flag(flag: &str, field: &str, raw: Option<&String>) -> Result<u32, Usage
     })
 }
 
-fn from_flags(args: &DataplaneFlags, cfg: &Config) -> anyhow::Result<Dataplane> {
+/// Flag mode: one Dataplane, with one inbound when any inbound flag is given
+/// (none is an outbound-only Dataplane, valid since Kuma 2.14).
+fn from_flags(args: &DataplaneFlags, cfg: &Config, rules: Rules) -> anyhow::Result<Dataplane> {
+    let inbound = inbound_from_flags(args)?;
+    let transparent_proxying = transparent_proxying_from_flags(args, cfg)?;
+    let dp = Dataplane {
+        kind: Some(dpm::KIND.to_string()),
+        mesh: Some(args.mesh.clone().unwrap_or_else(|| "default".to_string())),
+        name: args.name.clone().unwrap_or_default(),
+        networking: Networking {
+            address: args.address.clone().unwrap_or_default(),
+            inbound: inbound.into_iter().collect(),
+            transparent_proxying,
+            ..Networking::default()
+        },
+        ..Dataplane::default()
+    };
+    validated(&dp, &Origin::Flags, rules).map_err(UsageError::new)?;
+    Ok(dp)
+}
+
+/// `--port`, `--service-port`, `--service-address`, `--service`,
+/// `--protocol`, `--tag`; `None` when none of them is given.
+fn inbound_from_flags(args: &DataplaneFlags) -> Result<Option<Inbound>, UsageError> {
+    let given = args.port.is_some()
+        || args.service_port.is_some()
+        || args.service_address.is_some()
+        || args.service.is_some()
+        || args.protocol.is_some()
+        || !args.tag.is_empty();
+    if !given {
+        return Ok(None);
+    }
     let mut tags = indexmap::IndexMap::new();
     if let Some(s) = &args.service {
         tags.insert(SERVICE_TAG.to_string(), s.clone());
@@ -303,8 +481,7 @@ fn from_flags(args: &DataplaneFlags, cfg: &Config) -> anyhow::Result<Dataplane> 
         let Some((k, v)) = raw.split_once('=') else {
             return Err(UsageError::new(format!(
                 "invalid value '{raw}' for --tag: expected KEY=VALUE, e.g. version=v1"
-            ))
-            .into());
+            )));
         };
         let (k, v) = (k.trim(), v.trim());
         let owner = match k {
@@ -317,12 +494,11 @@ fn from_flags(args: &DataplaneFlags, cfg: &Config) -> anyhow::Result<Dataplane> 
         {
             return Err(UsageError::new(format!(
                 "invalid value '{raw}' for --tag: {flag} already sets {k} to '{given}'"
-            ))
-            .into());
+            )));
         }
         tags.insert(k.to_string(), v.to_string());
     }
-    let inbound = Inbound {
+    Ok(Some(Inbound {
         port: port_flag("--port", "networking.inbound[0].port", args.port.as_ref())?,
         service_port: port_flag(
             "--service-port",
@@ -332,8 +508,16 @@ fn from_flags(args: &DataplaneFlags, cfg: &Config) -> anyhow::Result<Dataplane> 
         service_address: args.service_address.clone(),
         tags,
         ..Inbound::default()
-    };
+    }))
+}
 
+/// The section from the configuration, with `--reachable-service`,
+/// `--reachable-backend` and `--reachable-backends none`;
+/// `--transparent-proxying=false` leaves it out.
+fn transparent_proxying_from_flags(
+    args: &DataplaneFlags,
+    cfg: &Config,
+) -> Result<Option<TransparentProxying>, UsageError> {
     let reachable_services: Vec<String> = args
         .reachable_service
         .iter()
@@ -346,8 +530,7 @@ fn from_flags(args: &DataplaneFlags, cfg: &Config) -> anyhow::Result<Dataplane> 
             return Err(UsageError::new(format!(
                 "invalid value '{v}' for --reachable-backends: the only value is 'none' (reaches no \
                  backend); list backends with --reachable-backend"
-            ))
-            .into());
+            )));
         }
         None if args.reachable_backend.is_empty() => None,
         None => Some(ReachableBackends {
@@ -359,37 +542,20 @@ fn from_flags(args: &DataplaneFlags, cfg: &Config) -> anyhow::Result<Dataplane> 
             extra: Default::default(),
         }),
     };
-    let transparent_proxying = if args.transparent_proxying == Some(false) {
+    if args.transparent_proxying == Some(false) {
         if !reachable_services.is_empty() || reachable_backends.is_some() {
             return Err(UsageError::new(
                 "--reachable-service, --reachable-backend and --reachable-backends need the \
                  transparentProxying section; drop --transparent-proxying=false",
-            )
-            .into());
+            ));
         }
-        None
-    } else {
-        Some(TransparentProxying {
-            reachable_services,
-            reachable_backends,
-            ..TransparentProxying::from_config(cfg)
-        })
-    };
-
-    let dp = Dataplane {
-        kind: Some(dpm::KIND.to_string()),
-        mesh: Some(args.mesh.clone().unwrap_or_else(|| "default".to_string())),
-        name: args.name.clone().unwrap_or_default(),
-        networking: Networking {
-            address: args.address.clone().unwrap_or_default(),
-            inbound: vec![inbound],
-            transparent_proxying,
-            ..Networking::default()
-        },
-        ..Dataplane::default()
-    };
-    validated(&dp, Origin::Flags)?;
-    Ok(dp)
+        return Ok(None);
+    }
+    Ok(Some(TransparentProxying {
+        reachable_services,
+        reachable_backends,
+        ..TransparentProxying::from_config(cfg)
+    }))
 }
 
 /// `kind=MeshService,name=redis,namespace=ns,port=6379` or
@@ -491,11 +657,11 @@ mod tests {
             why: "x".into(),
         };
         assert_eq!(
-            describe(&v, Origin::Flags),
+            describe(&v, &Origin::Flags),
             "--service (networking.inbound[0].tags[\"kuma.io/service\"]) is required: x"
         );
         assert_eq!(
-            describe(&v, Origin::Template("t")),
+            describe(&v, &Origin::Template("t".into())),
             "networking.inbound[0].tags[\"kuma.io/service\"] is required: x"
         );
         assert_eq!(

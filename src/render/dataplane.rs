@@ -5,7 +5,8 @@
 //! ipFamilyMode, reachableServices, reachableBackends}}`, fields we do not
 //! model after those, as written), JSON with the same structure, and the
 //! Kubernetes Pod annotations that carry reachable services and backends
-//! (seed 004). No I/O, no validation.
+//! (seed 004); several Dataplanes as a YAML stream or a JSON array. No I/O,
+//! no validation.
 
 use anyhow::Context;
 use indexmap::IndexMap;
@@ -26,6 +27,23 @@ pub fn yaml(dp: &Dataplane) -> anyhow::Result<String> {
 pub fn json(dp: &Dataplane) -> anyhow::Result<String> {
     let mut s = serde_json::to_string_pretty(dp)
         .with_context(|| format!("rendering Dataplane '{}' as JSON", dp.name))?;
+    s.push('\n');
+    Ok(s)
+}
+
+/// Several Dataplanes as one YAML stream (documents separated by `---`, as
+/// `kumactl apply --dry-run` prints them); one Dataplane is [`yaml`].
+pub fn yaml_stream(dps: &[Dataplane]) -> anyhow::Result<String> {
+    let docs = dps.iter().map(yaml).collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(docs.join("---\n"))
+}
+
+/// Several Dataplanes as a JSON array; one Dataplane is [`json`] (an object).
+pub fn json_stream(dps: &[Dataplane]) -> anyhow::Result<String> {
+    if let [one] = dps {
+        return json(one);
+    }
+    let mut s = serde_json::to_string_pretty(dps).context("rendering the Dataplanes as JSON")?;
     s.push('\n');
     Ok(s)
 }

@@ -29,7 +29,7 @@ fn read(rel: &str) -> String {
 
 /// The binary with a clean environment: no `KUMA_TRANSPARENT_PROXY_*`, and a
 /// receipt path that does not exist (so the host's receipt never leaks in).
-fn tproxyctl() -> Command {
+pub(crate) fn tproxyctl() -> Command {
     let mut c = Command::cargo_bin("tproxyctl").unwrap();
     c.env_clear().env(
         "TPROXYCTL_RECEIPT",
@@ -49,19 +49,19 @@ fn assert_golden(name: &str, actual: &str) {
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "golden file {} is missing ({e}); run UPDATE_GOLDEN=1 cargo test --test dataplane",
+            "golden file {} is missing ({e}); run UPDATE_GOLDEN=1 cargo test --test integration dataplane::",
             path.display()
         )
     });
     assert_eq!(
         actual,
         expected,
-        "output differs from {} (UPDATE_GOLDEN=1 rewrites it)",
+        "output differs from {} (UPDATE_GOLDEN=1 cargo test --test integration dataplane:: rewrites it)",
         path.display()
     );
 }
 
-fn stdout_of(cmd: &mut Command) -> String {
+pub(crate) fn stdout_of(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -72,7 +72,7 @@ fn stdout_of(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn yaml(text: &str) -> Value {
+pub(crate) fn yaml(text: &str) -> Value {
     serde_yaml::from_str(text).unwrap_or_else(|e| panic!("not YAML ({e}):\n{text}"))
 }
 
@@ -311,15 +311,16 @@ fn contains_block(hay: &str, needle: &str) -> bool {
 }
 
 #[test]
+#[cfg_attr(not(shared_seeds), ignore = "needs ../shared/seeds (build.rs)")]
 fn seed_copies_are_verbatim() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/seeds");
-    let Ok(entries) = std::fs::read_dir(&seeds) else {
-        eprintln!(
-            "skipped: {} is not there to compare the copies with",
+    // Compiled in only where build.rs found ../shared/seeds (cfg(shared_seeds)).
+    let entries = std::fs::read_dir(&seeds).unwrap_or_else(|e| {
+        panic!(
+            "{} is not there to compare the copies with ({e}), although it was when the tests were built",
             seeds.display()
-        );
-        return;
-    };
+        )
+    });
     let mut seed_text = String::new();
     for e in entries {
         let p = e.unwrap().path();
@@ -425,7 +426,7 @@ fn template_ports_that_disagree_with_the_configuration_are_replaced_with_a_warni
 
 // ---------------------------------------------------------------- templates
 
-fn write_template(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+pub(crate) fn write_template(dir: &tempfile::TempDir, text: &str) -> PathBuf {
     let p = dir.path().join("dp.tpl.yaml");
     std::fs::write(&p, text).unwrap();
     p
@@ -613,7 +614,7 @@ fn every_validation_error_exits_2_naming_flag_field_and_value() {
         ),
         (
             vec!["--port", "65536"],
-            "invalid value '65536' for --port (networking.inbound[0].port): must be in the range [1, 65535]",
+            "invalid value '65536' for --port (networking.inbound[0].port): port must be in the range [1, 65535]",
         ),
         (
             vec!["--port", "http"],
@@ -621,7 +622,7 @@ fn every_validation_error_exits_2_naming_flag_field_and_value() {
         ),
         (
             vec!["--service-port", "70000"],
-            "invalid value '70000' for --service-port (networking.inbound[0].servicePort): must be in the range [1, 65535]",
+            "invalid value '70000' for --service-port (networking.inbound[0].servicePort): port must be in the range [1, 65535]",
         ),
         (
             vec!["--service-address", "localhost"],
@@ -669,29 +670,37 @@ fn every_validation_error_exits_2_naming_flag_field_and_value() {
         ),
         (
             vec!["--reachable-backend", "kind=MeshService"],
-            "--reachable-backend (networking.transparentProxying.reachableBackends.refs[0]) is required: either name or labels is required",
+            "--reachable-backend (networking.transparentProxying.reachableBackends.refs[0].name) is required: name or labels are required",
         ),
         (
             vec![
                 "--reachable-backend",
                 "kind=MeshService,namespace=ns,labels=a:b",
             ],
-            "invalid value 'ns' for --reachable-backend (networking.transparentProxying.reachableBackends.refs[0].namespace): namespace can only be used together with name",
+            "--reachable-backend (networking.transparentProxying.reachableBackends.refs[0].name) is required: name is required when namespace is defined",
         ),
         (
             vec![
                 "--reachable-backend",
                 "kind=MeshService,name=redis,labels=a:b",
             ],
-            "invalid value 'name=redis' for --reachable-backend (networking.transparentProxying.reachableBackends.refs[0].labels): labels cannot be combined with name or namespace",
+            "invalid value 'name=redis' for --reachable-backend (networking.transparentProxying.reachableBackends.refs[0].labels): labels cannot be defined when name or namespace is specified",
         ),
         (
             vec!["--reachable-backend", "kind=MeshService,name=Redis!"],
-            "invalid value 'Redis!' for --reachable-backend (networking.transparentProxying.reachableBackends.refs[0].name): must be lowercase letters",
+            "invalid value 'Redis!' for --reachable-backend (networking.transparentProxying.reachableBackends.refs[0].name): must be a lowercase RFC 1123 subdomain",
         ),
         (
             vec!["--reachable-backend", "kind=MeshService,name=redis,port=0"],
-            "invalid value '0' for --reachable-backend (networking.transparentProxying.reachableBackends.refs[0].port): must be in the range [1, 65535]",
+            "invalid value '0' for --reachable-backend (networking.transparentProxying.reachableBackends.refs[0].port): port must be in the range [1, 65535]",
+        ),
+        // Issue 8 item 8: a Universal Dataplane's refs have no namespace (as in the forwarder).
+        (
+            vec![
+                "--reachable-backend",
+                "kind=MeshService,name=redis,namespace=kuma-demo",
+            ],
+            "invalid value 'kuma-demo' for --reachable-backend (networking.transparentProxying.reachableBackends.refs[0].namespace): a Universal Dataplane's refs have no namespace",
         ),
         (
             vec!["--reachable-backend", "kind=MeshService,nme=redis"],
@@ -724,7 +733,8 @@ fn every_validation_error_exits_2_naming_flag_field_and_value() {
             .stdout("")
             .stderr(predicate::str::contains(want).from_utf8());
     }
-    // Nothing given: every required field is named at once.
+    // Nothing given: every required field is named at once. Since Kuma 2.14
+    // neither an inbound nor the service tag is required...
     tproxyctl()
         .assert()
         .code(2)
@@ -732,11 +742,23 @@ fn every_validation_error_exits_2_naming_flag_field_and_value() {
         .stderr(predicate::str::contains(
             "--address (networking.address) is required",
         ))
+        .stderr(predicate::str::contains("--port").not());
+    // ... but they are for older control planes.
+    tproxyctl()
+        .args(["--name", "dp", "--address", "10.0.0.5"])
+        .arg("--require-service-tag")
+        .assert()
+        .code(2)
         .stderr(predicate::str::contains(
-            "--port (networking.inbound[0].port) is required",
-        ))
+            "--port (networking.inbound) is required: has to contain at least one inbound interface or gateway",
+        ));
+    tproxyctl()
+        .args(["--name", "dp", "--address", "10.0.0.5", "--port", "8080"])
+        .arg("--require-service-tag")
+        .assert()
+        .code(2)
         .stderr(predicate::str::contains(
-            "--service (networking.inbound[0].tags[\"kuma.io/service\"]) is required",
+            "--service (networking.inbound[0].tags[\"kuma.io/service\"]) is required: tag has to exist: every inbound needs the kuma.io/service tag",
         ));
     // Field flags and --template are exclusive (clap, exit 2).
     tproxyctl()
@@ -772,7 +794,7 @@ fn round_trip_is_stable_and_json_matches_yaml() {
         "--reachable-service",
         "redis_kuma-demo_svc_6379",
         "--reachable-backend",
-        "kind=MeshService,name=redis,namespace=kuma-demo,port=6379",
+        "kind=MeshService,name=redis,port=6379",
         "--reachable-backend",
         "kind=MeshMultiZoneService,labels=kuma.io/display-name:test-server",
     ];
@@ -942,6 +964,7 @@ fn check_against_the_receipt() {
             families: vec![],
             ipv6_loopback_added: false,
             firewalld: None,
+            pending: None,
         },
     )
     .unwrap();
@@ -1002,4 +1025,229 @@ fn check_rejects_files_that_are_not_valid_dataplanes() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("invalid value 'eighty' for port"));
+}
+
+// ---------------------------------------------------------------- several Dataplanes
+
+/// Two Dataplanes of one template (with a leading `---` and a document of
+/// comments only, which are no Dataplane).
+const TWO: &str = "---
+# web and its client
+---
+type: Dataplane
+mesh: default
+name: {{ name }}-web
+networking:
+  address: {{ address }}
+  inbound:
+  - port: 8080
+    tags:
+      kuma.io/service: web
+  transparentProxying:
+    redirectPortInbound: 15006
+    redirectPortOutbound: 15001
+--- # the client: no inbound (Kuma 2.14)
+type: Dataplane
+mesh: default
+name: {{ name }}-client
+networking:
+  address: {{ address }}
+  transparentProxying:
+    redirectPortInbound: 15006
+    redirectPortOutbound: 15001
+";
+
+#[test]
+fn multi_document_templates_render_every_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = write_template(&dir, TWO);
+    let vars = ["-v", "name=demo,address=10.0.0.5"];
+    let out = stdout_of(tproxyctl().arg("--template").arg(&t).args(vars));
+    let docs: Vec<Value> = out.split("---\n").map(yaml).collect();
+    assert_eq!(docs.len(), 2, "{out}");
+    assert_eq!(docs[0]["name"], "demo-web");
+    assert_eq!(docs[1]["name"], "demo-client");
+    assert!(docs[1]["networking"].get("inbound").is_none());
+    // Each document is what the same template with only that document renders.
+    let second = TWO
+        .rsplit("--- # the client: no inbound (Kuma 2.14)\n")
+        .next()
+        .unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let alone = write_template(&other, second);
+    assert_eq!(
+        yaml(&stdout_of(
+            tproxyctl().arg("--template").arg(&alone).args(vars)
+        )),
+        docs[1]
+    );
+
+    // JSON: an array of the same Dataplanes, which renders back to the same stream.
+    let json = stdout_of(
+        tproxyctl()
+            .arg("--template")
+            .arg(&t)
+            .args(vars)
+            .args(["-o", "json"]),
+    );
+    let array: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let as_json: Vec<serde_json::Value> = docs
+        .iter()
+        .map(|d| serde_json::to_value(d).unwrap())
+        .collect();
+    assert_eq!(array, serde_json::Value::Array(as_json));
+    let again = stdout_of(tproxyctl().args(["--template", "-"]).write_stdin(json));
+    assert_eq!(again, out);
+    // And the YAML stream is itself a template that renders to itself.
+    let again = stdout_of(
+        tproxyctl()
+            .args(["--template", "-"])
+            .write_stdin(out.clone()),
+    );
+    assert_eq!(again, out);
+}
+
+#[test]
+fn multi_document_errors_name_the_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = write_template(&dir, TWO);
+    let path = t.display().to_string();
+    // Every document's problems, each named by document and line.
+    tproxyctl()
+        .arg("--template")
+        .arg(&t)
+        .args(["-v", "name=Demo,address=10.0.0.5"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains(format!(
+            "the Dataplane rendered from template {path}, document 1 (line 4) is invalid: invalid value 'Demo-web' for name"
+        )))
+        .stderr(predicate::str::contains(format!(
+            "the Dataplane rendered from template {path}, document 2 (line 17) is invalid: invalid value 'Demo-client' for name"
+        )));
+    // A section cannot cross a document boundary: documents render on their own.
+    let t = write_template(&dir, "{{#a}}\ntype: Dataplane\n---\nname: x\n{{/a}}\n");
+    tproxyctl()
+        .arg("--template")
+        .arg(&t)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "template {}, document 1 (line 1): line 1: section {{{{#a}}}} has no closing tag",
+            t.display()
+        )));
+    // Nothing but comments.
+    let t = write_template(&dir, "# nothing\n---\n\n");
+    tproxyctl()
+        .arg("--template")
+        .arg(&t)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("renders no Dataplane"));
+}
+
+#[test]
+fn flags_without_an_inbound_make_an_outbound_only_dataplane() {
+    let out = stdout_of(tproxyctl().args(["--name", "client", "--address", "10.0.0.5"]));
+    assert_eq!(
+        yaml(&out),
+        yaml(
+            "type: Dataplane\nmesh: default\nname: client\nnetworking:\n  address: 10.0.0.5\n  transparentProxying:\n    redirectPortInbound: 15006\n    redirectPortOutbound: 15001\n"
+        )
+    );
+    // An inbound without tags (no --service) is valid too.
+    let out = stdout_of(tproxyctl().args(["--name", "a", "--address", "10.0.0.5", "--port", "80"]));
+    assert_eq!(yaml(&out)["networking"]["inbound"], yaml("[{port: 80}]"));
+    // With nothing to take part in, it says so.
+    tproxyctl()
+        .args([
+            "--name",
+            "a",
+            "--address",
+            "10.0.0.5",
+            "--transparent-proxying=false",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("takes part in no mesh traffic"));
+}
+
+#[test]
+fn check_takes_a_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = write_template(&dir, TWO);
+    let vars = ["-v", "name=demo,address=10.0.0.5"];
+    let stream = stdout_of(tproxyctl().arg("--template").arg(&t).args(vars));
+    let file = dir.path().join("two.yaml");
+    std::fs::write(&file, &stream).unwrap();
+    tproxyctl()
+        .arg("--check")
+        .arg(&file)
+        .assert()
+        .code(0)
+        .stdout("")
+        .stderr(predicate::str::contains(format!(
+            "the 2 Dataplanes in {} agree with the configuration",
+            file.display()
+        )));
+    // One Dataplane of the two disagrees: only its line, named.
+    let edited = stream.replacen(
+        "redirectPortInbound: 15006",
+        "redirectPortInbound: 16006",
+        1,
+    );
+    std::fs::write(&file, &edited).unwrap();
+    tproxyctl()
+        .arg("--check")
+        .arg(&file)
+        .assert()
+        .code(1)
+        .stdout(
+            "Dataplane demo-web in document 1 (line 1): networking.transparentProxying.redirectPortInbound \
+             is 16006, but the rules redirect inbound TCP to port 15006\n",
+        )
+        .stderr(predicate::str::contains("1 of 2 Dataplanes in"));
+    // The JSON array generate prints for several Dataplanes.
+    let json = stdout_of(
+        tproxyctl()
+            .arg("--template")
+            .arg(&t)
+            .args(vars)
+            .args(["-o", "json"]),
+    );
+    tproxyctl()
+        .args(["--check", "-"])
+        .write_stdin(json)
+        .assert()
+        .code(0);
+    // An invalid document: exit 2 naming it.
+    std::fs::write(
+        &file,
+        stream.replace(
+            "address: 10.0.0.5\n  transparentProxying",
+            "address: 0.0.0.0\n  transparentProxying",
+        ),
+    )
+    .unwrap();
+    tproxyctl()
+        .arg("--check")
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "the Dataplane in {}, document 2 (line ",
+            file.display()
+        )))
+        .stderr(predicate::str::contains(
+            "invalid value '0.0.0.0' for networking.address",
+        ));
+    // No Dataplane at all.
+    std::fs::write(&file, "# empty\n").unwrap();
+    tproxyctl()
+        .arg("--check")
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("holds no Dataplane"));
 }

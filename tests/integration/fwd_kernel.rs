@@ -78,10 +78,48 @@ impl<'a> Forwarder<'a> {
     }
 
     fn admin_get(&self, path: &str) -> Option<String> {
-        let path = path.to_string();
+        self.admin("GET", path)
+    }
+
+    /// `METHOD path` on the admin address; the whole response.
+    pub fn admin(&self, method: &str, path: &str) -> Option<String> {
+        let (method, path) = (method.to_string(), path.to_string());
         in_ns(self.ns, move || {
-            http_get("127.0.0.1:9901".parse().unwrap(), &path)
+            http_request("127.0.0.1:9901".parse().unwrap(), &method, &path)
         })
+    }
+
+    /// The forwarder's process ID (`ip netns exec` execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Open file descriptors of the forwarder whose target starts with
+    /// `kind` (`pipe:`, `socket:`; "" for all).
+    pub fn fds(&self, kind: &str) -> usize {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{}/fd", self.pid())) else {
+            return 0;
+        };
+        dir.flatten()
+            .filter(|e| {
+                std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with(kind))
+            })
+            .count()
+    }
+
+    /// Polls (10s) until stderr contains `text`.
+    pub fn wait_stderr(&self, text: &str) -> String {
+        let t = Instant::now();
+        loop {
+            let e = self.stderr();
+            if e.contains(text) {
+                return e;
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                panic!("forwarder never said {text:?}; stderr:\n{e}");
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 
     pub fn wait_ready(&self) {
@@ -172,9 +210,14 @@ impl Drop for Forwarder<'_> {
 
 /// `GET path` over HTTP/1.0; the whole response, or None when not reachable.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    http_request(addr, "GET", path)
+}
+
+/// `METHOD path` over HTTP/1.0; the whole response, or None when not reachable.
+pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+    write!(s, "{method} {path} HTTP/1.0\r\n\r\n").ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     Some(out)
@@ -303,6 +346,15 @@ pub fn raise_nofile() {
         l.rlim_cur = l.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &l);
     }
+}
+
+/// A temporary directory owned by the exempt user, where the forwarder
+/// (which opens its access log after dropping root) may write.
+pub fn exempt_user_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let uid = Some(nix::unistd::Uid::from_raw(crate::common::EXEMPT_UID));
+    nix::unistd::chown(dir.path(), uid, None).unwrap();
+    dir
 }
 
 pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -38,8 +38,8 @@ pub fn documents(docs: &[String]) -> String {
     docs.join("---\n")
 }
 
-/// A tiny upstream name server on UDP port 53 of `ns` that answers every
-/// query with one A record, `answer`.
+/// A tiny upstream name server on UDP port 53 of `ns` that answers every A
+/// query with one A record, `answer`, and other types with no records.
 pub fn fake_upstream(ns: &Netns, answer: std::net::Ipv4Addr) {
     let up = in_ns(ns, || UdpSocket::bind("0.0.0.0:53").unwrap());
     std::thread::spawn(move || {
@@ -47,12 +47,43 @@ pub fn fake_upstream(ns: &Netns, answer: std::net::Ipv4Addr) {
         while let Ok((n, from)) = up.recv_from(&mut buf) {
             let q = Message::from_vec(&buf[..n]).unwrap();
             let mut a = Message::response(q.metadata.id, q.metadata.op_code);
+            a.metadata.recursion_desired = q.metadata.recursion_desired;
+            a.metadata.recursion_available = true;
             a.add_queries(q.queries.clone());
-            let name = q.queries[0].name().clone();
-            a.add_answer(Record::from_rdata(name, 60, RData::A(A(answer))));
+            if q.queries[0].query_type() == RecordType::A {
+                let name = q.queries[0].name().clone();
+                a.add_answer(Record::from_rdata(name, 60, RData::A(A(answer))));
+            }
             up.send_to(&a.to_vec().unwrap(), from).unwrap();
         }
     });
+}
+
+/// `getent hosts NAME` (glibc: connected UDP sockets, no EDNS, TCP when an
+/// answer is truncated) as `uid` inside `ns`, with `resolv` as its
+/// /etc/resolv.conf (bind-mounted in the mount namespace `ip netns exec`
+/// makes, so the host's file is untouched).
+pub fn getent_hosts(
+    ns: &Netns,
+    uid: u32,
+    resolv: &std::path::Path,
+    name: &str,
+) -> std::process::Output {
+    let u = uid.to_string();
+    ns.cmd(
+        "sh",
+        &[
+            "-c",
+            "mount --bind \"$1\" /etc/resolv.conf && exec setpriv --reuid=\"$2\" --regid=\"$2\" --clear-groups getent hosts \"$3\"",
+            "sh",
+            resolv.to_str().unwrap(),
+            &u,
+            name,
+        ],
+    )
+    .stdin(std::process::Stdio::null())
+    .output()
+    .expect("getent runs")
 }
 
 /// Sends one query for `name` to `server` from inside `ns` and returns the answer.

@@ -3,14 +3,25 @@
 //! namespaces on both iptables backends and prove them with real traffic.
 
 mod common;
+mod cycle;
 
 mod cli;
+mod crashes;
 mod dataplane;
+mod dataplane_kuma;
 mod firewalld;
 mod forwarder;
+mod fwd_dns;
 mod fwd_kernel;
 mod fwd_mesh;
+mod fwd_ops;
 mod generated;
 mod golden;
+mod golden_installs;
+mod hygiene;
 mod kernel;
+mod no_panic;
+mod prop_installs;
+mod races;
 mod readme;
+mod txn;

@@ -232,13 +232,21 @@ fn unsupported_backend_refs_are_errors_naming_field_and_value() {
             ),
         "{e}"
     );
-    let e = mesh_with(
-        "    reachableBackends:\n      refs:\n      - kind: MeshService\n        name: b\n        namespace: kuma-demo\n",
+    // A namespace: refused in any Universal Dataplane by the model's validation.
+    let e = parse(
+        "a.yaml",
+        &with_tp(
+            dp("a-1", "10.0.0.1", &[(8080, "a")]),
+            "    reachableBackends:\n      refs:\n      - kind: MeshService\n        name: b\n        namespace: kuma-demo\n",
+        ),
     )
     .unwrap_err()
     .0;
     assert!(
-        e.contains("refs[0].namespace 'kuma-demo' cannot be honoured"),
+        e.contains(
+            "invalid value 'kuma-demo' for networking.transparentProxying.reachableBackends.refs[0].namespace: \
+             a Universal Dataplane's refs have no namespace"
+        ),
         "{e}"
     );
     // Another Dataplane's refs are not this proxy's business.
@@ -374,6 +382,22 @@ fn local_inbounds_deliver_to_service_address_and_port() {
     assert!(e.contains("'localhost:5000'"), "{e}");
 }
 
+#[test]
+fn a_backend_ref_port_that_matches_no_inbound_is_a_warning() {
+    let refs = |r: &str| mesh_with(&format!("    reachableBackends:\n      refs:\n{r}"));
+    let (m, w) = refs("      - kind: MeshService\n        name: c\n        port: 7101\n").unwrap();
+    assert_eq!(names(&m), ["c"]);
+    assert!(w.is_empty(), "{w:?}");
+    // 9999 is nobody's inbound port (servicePort would not count either).
+    let (m, w) = refs("      - kind: MeshService\n        name: c\n        port: 9999\n").unwrap();
+    assert!(m.services.is_empty());
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("refs[0].port 9999 matches no inbound of MeshService 'c'"),
+        "{w:?}"
+    );
+}
+
 /// Dataplane `i` of a generated mesh: one inbound on `10.x.y.z:8080` of
 /// service `svc-<i % 500>`, built without YAML (the parser has its own tests).
 fn generated(i: u32) -> Loaded {
@@ -466,7 +490,7 @@ fn a_directory_is_read_file_by_file_in_name_order() {
         "{}",
         all[1].what
     );
-    let m = load(&[dir.path()], None, &mut Vec::new()).unwrap();
+    let m = load(&[dir.path()], None, None, &mut Vec::new()).unwrap();
     assert_eq!(m.dataplanes, 3);
 
     write("d.yaml", "type: Dataplane\nname: d\n");

@@ -12,7 +12,7 @@ macro_rules! fixture {
 fn parse(files: &[(&str, &str)]) -> Result<PolicyEffect, UsageError> {
     let mut e = PolicyEffect::default();
     for (name, text) in files {
-        parse_into(name, text, &mut e)?;
+        parse_into(name, text, "default", &mut e)?;
     }
     Ok(e)
 }
@@ -45,7 +45,7 @@ fn seed_threshold_examples_patch_the_ipv4_outbound_cluster() {
             e.clusters[ClusterId::OutboundV6.index()],
             ClusterPatch::default()
         );
-        assert_eq!(e.passthrough, None);
+        assert_eq!(e.passthrough(), None);
         assert!(e.warnings.is_empty(), "{:?}", e.warnings);
     }
 }
@@ -77,7 +77,7 @@ fn seed_mesh_examples_block_passthrough() {
         fixture!("mesh-passthrough-off.universal.yaml"),
     ] {
         let e = parse(&[f]).unwrap_or_else(|e| panic!("{}: {e}", f.0));
-        assert_eq!(e.passthrough, Some(Passthrough::None), "{}", f.0);
+        assert_eq!(e.passthrough(), Some(Passthrough::None), "{}", f.0);
     }
 }
 
@@ -91,7 +91,7 @@ fn several_documents_in_one_file_apply_in_order() {
     let v4 = e.clusters[ClusterId::OutboundV4.index()];
     assert_eq!(v4.max_connections, Some(2048));
     assert_eq!(v4.connect_timeout, Some(Duration::from_secs(99)));
-    assert_eq!(e.passthrough, Some(Passthrough::None));
+    assert_eq!(e.passthrough(), Some(Passthrough::None));
 }
 
 const MESH_PASSTHROUGH: &str = r#"
@@ -118,7 +118,7 @@ spec:
 #[test]
 fn mesh_passthrough_matched_selects_by_ip_cidr_and_port() {
     let e = parse(&[("mp.yaml", MESH_PASSTHROUGH)]).unwrap();
-    let p = e.passthrough.unwrap();
+    let p = e.passthrough().unwrap();
     let ok = |s: &str| p.allows(s.parse().unwrap());
     assert!(ok("192.168.19.1:10000"));
     assert!(!ok("192.168.19.1:10001"));
@@ -143,10 +143,10 @@ spec:
     passthroughMode: None
 "#;
     let e = parse(&[("k.yaml", k8s)]).unwrap();
-    assert_eq!(e.passthrough, Some(Passthrough::None));
+    assert_eq!(e.passthrough(), Some(Passthrough::None));
     let all = k8s.replace("None", "All");
     assert_eq!(
-        parse(&[("k.yaml", &all)]).unwrap().passthrough,
+        parse(&[("k.yaml", &all)]).unwrap().passthrough(),
         Some(Passthrough::All)
     );
 }
@@ -216,4 +216,97 @@ fn envoy_durations() {
     assert_eq!(envoy_duration("0.5s"), Ok(Duration::from_millis(500)));
     assert_eq!(envoy_duration("3h"), Ok(Duration::from_secs(10800)));
     assert!(envoy_duration("soon").is_err());
+}
+
+#[test]
+fn resources_of_another_mesh_are_ignored_with_a_warning() {
+    let (_, t) = fixture!("meshproxypatch-thresholds.yaml");
+    let other = t.replace("mesh: default", "mesh: other");
+    let e = parse(&[("o.yaml", &other)]).unwrap();
+    assert_eq!(
+        e.clusters[ClusterId::OutboundV4.index()],
+        ClusterPatch::default()
+    );
+    assert!(
+        e.warnings[0].contains(
+            "MeshProxyPatch custom-mpp-1 is in mesh other, not this proxy's mesh default: ignored"
+        ),
+        "{:?}",
+        e.warnings
+    );
+    // A Mesh resource belongs to the mesh it names; Kubernetes policies say
+    // it with the kuma.io/mesh label; no mesh at all means default.
+    let (_, m) = fixture!("mesh-passthrough-off.k8s.yaml");
+    let e = parse(&[("m.yaml", &m.replace("name: default", "name: other"))]).unwrap();
+    assert_eq!(e.passthrough(), None);
+    let k8s = "apiVersion: kuma.io/v1alpha1\nkind: MeshPassthrough\nmetadata:\n  name: p\n  labels:\n    kuma.io/mesh: other\nspec:\n  targetRef:\n    kind: Mesh\n  default:\n    passthroughMode: None\n";
+    assert_eq!(parse(&[("k.yaml", k8s)]).unwrap().passthrough(), None);
+    let e = parse(&[("k.yaml", &k8s.replace("other", "default"))]).unwrap();
+    assert_eq!(e.passthrough(), Some(Passthrough::None));
+    let bare = "type: MeshPassthrough\nname: p\nspec:\n  default:\n    passthroughMode: None\n";
+    assert_eq!(
+        parse(&[("b.yaml", bare)]).unwrap().passthrough(),
+        Some(Passthrough::None)
+    );
+    // An invalid resource of another mesh is still an error.
+    let bad = other.replace("max_retries: 4", "max_retries: many");
+    assert!(parse(&[("o.yaml", &bad)]).is_err());
+}
+
+#[test]
+fn mesh_passthrough_wins_over_the_mesh_switch_in_either_order() {
+    let (_, off) = fixture!("mesh-passthrough-off.universal.yaml");
+    let on = off.replace("passthrough: false", "passthrough: true");
+    let e = load(&[("mp.yaml", MESH_PASSTHROUGH), ("m.yaml", off)]);
+    let f = load(&[("m.yaml", off), ("mp.yaml", MESH_PASSTHROUGH)]);
+    for e in [&e, &f] {
+        let p = e.passthrough().unwrap();
+        assert!(p.allows("10.1.200.3:80".parse().unwrap()));
+        assert!(!p.allows("10.2.0.1:80".parse().unwrap()));
+        assert!(
+            e.warnings
+                .iter()
+                .any(|w| w.contains("Mesh networking.outbound.passthrough is ignored")),
+            "{:?}",
+            e.warnings
+        );
+    }
+    let none = "type: MeshPassthrough\nname: n\nmesh: default\nspec:\n  targetRef:\n    kind: Mesh\n  default:\n    passthroughMode: None\n";
+    for files in [
+        [("n.yaml", none), ("m.yaml", on.as_str())],
+        [("m.yaml", on.as_str()), ("n.yaml", none)],
+    ] {
+        assert_eq!(load(&files).passthrough(), Some(Passthrough::None));
+    }
+}
+
+/// Through the files, as the forwarder reads them.
+fn load(files: &[(&str, &str)]) -> PolicyEffect {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<std::path::PathBuf> = files
+        .iter()
+        .map(|(n, t)| {
+            let p = dir.path().join(n);
+            std::fs::write(&p, t).unwrap();
+            p
+        })
+        .collect();
+    load_files(&paths, "default").unwrap()
+}
+
+#[test]
+fn thresholds_and_timeouts_that_refuse_everything_are_errors() {
+    let (_, t) = fixture!("meshproxypatch-thresholds.yaml");
+    let e = err(&t.replace("max_pending_requests: 2048", "max_pending_requests: 0"));
+    assert!(
+        e.contains("'0' for max_pending_requests") && e.contains("every connection"),
+        "{e}"
+    );
+    parse(&[("r.yaml", &t.replace("max_retries: 4", "max_retries: 0"))]).unwrap();
+    let (_, t) = fixture!("meshproxypatch-timeouts.yaml");
+    let e = err(&t.replace("value: 99s", "value: 0s"));
+    assert!(
+        e.contains("'0s' for /connectTimeout") || e.contains("'0s'"),
+        "{e}"
+    );
 }
