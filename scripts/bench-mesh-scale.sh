@@ -9,11 +9,12 @@
 #   ready ms     start of `tproxyctl forwarder` until `GET /ready` answers 200
 #                (median of RUNS starts), and the CPU time the process used
 #                by then (user+sys, all threads; 10 ms resolution)
-#   rebuild ms   what a reload does with the files: options, Dataplanes read,
-#                mesh built, routing table and .mesh names (median of RUNS,
-#                `examples/mesh_rebuild.rs`; SIGHUP reload is not on this
-#                branch yet, so the rebuild function is timed directly), wall
-#                and CPU time
+#   reload ms    SIGHUP until the forwarder logs the new settings generation
+#                (median of RUNS reloads of the running forwarder)
+#   rb cpu ms    CPU time of that rebuild (options, Dataplanes read, mesh
+#                built, routing table, .mesh names), timed in process by
+#                `examples/mesh_rebuild.rs` (median of RUNS)
+#   rss2 MiB     VmRSS after the reloads
 #   peak/rss MiB VmHWM and VmRSS of the forwarder once ready
 #   B/DP         (VmRSS - VmRSS of the first size, the 1-Dataplane mesh) /
 #                Dataplanes, and the same for the peak
@@ -161,9 +162,33 @@ fn echo(listen: SocketAddr) {
     for h in hs { let _ = h.join(); }
 }
 
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+// SIGHUP to the forwarder, then the time until its log says the new
+// settings generation is in force.
+fn reload(log: &str, pid: i32) {
+    let count = || {
+        let t = std::fs::read_to_string(log).unwrap_or_default();
+        if t.contains("reload failed") { die(&format!("reload failed:\n{t}")); }
+        t.matches("reloaded: settings generation").count()
+    };
+    let before = count();
+    let t = Instant::now();
+    // SAFETY: kill(2) with a PID and SIGHUP (1).
+    if unsafe { kill(pid, 1) } != 0 { die("kill failed"); }
+    while count() == before {
+        if t.elapsed() > Duration::from_secs(600) { die("no reload in time"); }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    println!("reload_ms={:.1}", t.elapsed().as_secs_f64() * 1000.0);
+}
+
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     match arg(&a, 1) {
+        "reload" => reload(arg(&a, 2), arg(&a, 3).parse().unwrap()),
         "ready" => ready(addr(arg(&a, 2)), Duration::from_secs(600)),
         "dns" => dns(addr(arg(&a, 2)), arg(&a, 3), arg(&a, 4).parse().unwrap()),
         "conn" => conn(addr(arg(&a, 2)), arg(&a, 3).parse().unwrap()),
@@ -269,9 +294,9 @@ status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 # The lowest p50 of five runs: other load on the machine only adds.
 p50_of() { for _ in 1 2 3 4 5; do "$@" | sed -n 's/.*p50=\([0-9.]*\).*/\1/p'; done | sort -n | head -1; }
 
-printf '%-6s %7s %9s %8s %10s %10s %9s %8s %7s %9s %10s %10s %9s %9s\n' \
-  layout DPs "ready ms" "cpu ms" "rebuild ms" "rb cpu ms" "peak MiB" "rss MiB" "B/DP" "peak B/DP" \
-  "dns p50us" "conn p50us" "route ns" "answer ns"
+printf '%-6s %7s %9s %8s %9s %9s %9s %8s %7s %9s %9s %10s %10s %9s %9s\n' \
+  layout DPs "ready ms" "cpu ms" "reload ms" "rb cpu ms" "peak MiB" "rss MiB" "B/DP" "peak B/DP" \
+  "rss2 MiB" "dns p50us" "conn p50us" "route ns" "answer ns"
 base_rss=""; base_hwm=""
 for layout in $LAYOUTS; do
   for n in "${SIZES[@]}"; do
@@ -298,19 +323,26 @@ for layout in $LAYOUTS; do
       "$WORK/probe" dns 127.0.0.1:15053 probe.mesh "$DNS_N")
     conn=$(p50_of ip netns exec "$NS" setpriv --reuid 65534 --regid 65534 --clear-groups \
       "$WORK/probe" conn 10.99.0.1:8080 "$CONN_N")
+    reloads=()
+    for ((r = 0; r < RUNS; r++)); do
+      reloads+=("$("$WORK/probe" reload "$WORK/forwarder.log" "$FWD_PID" | sed -n 's/^reload_ms=//p')")
+    done
+    reload=$(printf '%s\n' "${reloads[@]}" | median)
+    reload_rss=$(status_kib "$FWD_PID" VmRSS)
     stop_forwarder
     ip netns exec "$NS" "$WORK/mesh_rebuild" --config "$WORK/config.yaml" \
       --receipt "$WORK/receipt.json" --dataplane "$path" --local-dataplane "$WORK/local.yaml" \
       --repeat "$RUNS" --lookups "$LOOKUPS" --lookup-service probe > "$WORK/rebuild"
-    read -r rebuild rebuild_cpu < <(sed -n 's/^rebuild_ms=\([0-9.]*\) cpu_ms=\([0-9.]*\).*/\1 \2/p' "$WORK/rebuild")
+    read -r _ rebuild_cpu < <(sed -n 's/^rebuild_ms=\([0-9.]*\) cpu_ms=\([0-9.]*\).*/\1 \2/p' "$WORK/rebuild")
     read -r route_ns answer_ns < <(sed -n 's/^route_ns=\([0-9.]*\) answer_ns=\([0-9.]*\).*/\1 \2/p' "$WORK/rebuild")
     awk -v l="$layout" -v n="$n" -v w="$(printf '%s\n' "${walls[@]}" | median)" \
-        -v c="$(printf '%s\n' "${cpus[@]}" | median)" -v rb="$rebuild" -v rbc="$rebuild_cpu" \
+        -v c="$(printf '%s\n' "${cpus[@]}" | median)" -v rb="$reload" -v rbc="$rebuild_cpu" \
+        -v rrss="$reload_rss" \
         -v hwm="$hwm" -v rss="$rss" -v brss="$base_rss" -v bhwm="$base_hwm" \
         -v dns="$dns" -v conn="$conn" -v rns="$route_ns" -v ans="$answer_ns" 'BEGIN {
       per = n > 1 ? (rss - brss) * 1024 / n : 0; pper = n > 1 ? (hwm - bhwm) * 1024 / n : 0
-      printf "%-6s %7d %9.0f %8.0f %10.1f %10.1f %9.1f %8.1f %7.0f %9.0f %10.1f %10.1f %9.1f %9.0f\n",
-        l, n, w, c, rb, rbc, hwm / 1024, rss / 1024, per, pper, dns, conn, rns, ans }'
+      printf "%-6s %7d %9.0f %8.0f %9.1f %9.1f %9.1f %8.1f %7.0f %9.0f %9.1f %10.1f %10.1f %9.1f %9.0f\n",
+        l, n, w, c, rb, rbc, hwm / 1024, rss / 1024, per, pper, rrss / 1024, dns, conn, rns, ans }'
     rm -rf "$path"
   done
 done
