@@ -212,10 +212,20 @@ pub fn read_files(path: &Path, flag: &str) -> Result<Vec<Loaded>, UsageError> {
     let err = |e: std::io::Error| UsageError::new(format!("cannot read {flag} {shown}: {e}"));
     let mut files = Vec::new();
     for entry in std::fs::read_dir(path).map_err(err)? {
-        let p = entry.map_err(err)?.path();
+        let entry = entry.map_err(err)?;
+        let p = entry.path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let ext = p.extension().and_then(|e| e.to_str()).unwrap_or_default();
-        if !name.starts_with('.') && DIR_EXTENSIONS.contains(&ext) && !p.is_dir() {
+        if name.starts_with('.') || !DIR_EXTENSIONS.contains(&ext) {
+            continue;
+        }
+        // The type from the directory listing; a stat only for a symlink.
+        let dir = match entry.file_type() {
+            Ok(t) if t.is_symlink() => p.is_dir(),
+            Ok(t) => t.is_dir(),
+            Err(_) => p.is_dir(),
+        };
+        if !dir {
             files.push(p);
         }
     }
