@@ -583,3 +583,35 @@ fn duplicate_keys_are_refused() {
         );
     }
 }
+
+#[test]
+fn a_dataplane_read_from_its_value_equals_one_read_from_text() {
+    // Lenient and unusual forms: the direct path must give what the text
+    // path gives, or fail and leave it to the text path.
+    let docs = [
+        dp("plain", "10.0.0.1", &[(7000, "b")]),
+        "type: Dataplane\nmesh: default\nname: lenient\nlabels: {team: a, n: 1}\nnetworking:\n  address: \"10.0.0.2\"\n  inbound:\n  - port: \"7001\"\n    servicePort: 7100\n    serviceAddress: 127.0.0.1\n    tags: &t\n      kuma.io/service: c\n      version: 2\n      canary: true\n  - port: 7002\n    tags: *t\n".into(),
+        "type: Dataplane\nmesh: 123\nname: 456\nnetworking:\n  address: 10.0.0.3\n  inbound:\n  - port: 7003\n    tags:\n      kuma.io/service: d\n".into(),
+        "type: Dataplane\nmesh: default\nname: nulls\nlabels:\nnetworking:\n  address: 10.0.0.4\n  advertisedAddress: ~\n  inbound:\n  - port:\n    servicePort:\n    tags:\n      kuma.io/service: e\n".into(),
+        "type: Dataplane\nmesh: default\nname: tp\nnetworking:\n  address: fd00::5\n  inbound:\n  - port: 80\n    address: fd00::6\n    tags:\n      kuma.io/service: f\n  transparentProxying:\n    redirectPortInbound: \"15006\"\n    redirectPortOutbound: 15001\n    ipFamilyMode: ipv4\n    reachableServices: [a, b]\n    reachableBackends:\n      refs:\n      - kind: MeshService\n        name: a\n        port: \"80\"\n      - kind: MeshService\n        labels: {kuma.io/zone: z, n: 2}\n    unknownKnob: {deep: [1, {x: y}]}\n".into(),
+        "type: Dataplane\nmesh: default\nname: extras\nmetrics:\n  enabledForProxy: true\n  conf: {port: 5670, path: /metrics}\nprobes: {port: 9000, endpoints: [{inboundPort: 80, path: /x}]}\nnetworking:\n  address: 10.0.0.7\n  gateway: {type: BUILTIN, tags: {kuma.io/service: gw}}\n  outbound: [{port: 1, tags: {kuma.io/service: q}}]\n".into(),
+        "type: Dataplane\nmesh: default\nname: strange\nnetworking:\n  address: !!str 10.0.0.8\n  inbound:\n  - port: 80.0\n    tags:\n      kuma.io/service: !custom g\n".into(),
+        "type: Dataplane\nmesh: default\nname: big\nnetworking:\n  address: 10.0.0.9\n  inbound:\n  - port: 4294967296\n    tags: {kuma.io/service: h}\n".into(),
+        r#"{"type":"Dataplane","mesh":"default","name":"json","networking":{"address":"10.0.0.10","inbound":[{"port":81,"tags":{"kuma.io/service":"j","weight":1.5}}]}}"#.into(),
+    ];
+    let mut direct = 0;
+    for doc in docs {
+        let v: Value = serde_yaml::from_str(&doc).unwrap();
+        let text = Dataplane::from_text(&serde_yaml::to_string(&v).unwrap());
+        if let Ok(d) = Dataplane::deserialize(&v) {
+            direct += 1;
+            assert_eq!(Some(&d), text.as_ref().ok(), "{doc}");
+        }
+        assert_eq!(
+            from_value(&v).map_err(|e| e.to_string()),
+            text.map_err(|e| e.to_string()),
+            "{doc}"
+        );
+    }
+    assert!(direct >= 5, "the direct path was taken {direct} times");
+}
