@@ -37,6 +37,8 @@
 #
 # Usage (root): scripts/bench-mesh-scale.sh [SIZE...]
 #   RUNS=3 SERVICES=500 LAYOUTS="file dir" DNS_N=2000 CONN_N=1000 LOOKUPS=2000000
+#   PIN=0 (CPUs of the latency probes, the echo server and the probed
+#   forwarder; "none": not pinned)
 #   KEEP_WORKDIR=1 keeps the generated files.
 # Wall-clock figures need a quiet machine; on a busy one compare the CPU
 # column and the growth between sizes, and use
@@ -51,10 +53,15 @@ LAYOUTS=${LAYOUTS:-"file dir"}
 DNS_N=${DNS_N:-2000}
 CONN_N=${CONN_N:-1000}
 LOOKUPS=${LOOKUPS:-2000000}
+PIN=${PIN:-0}
+# The latency probes, the echo server and (while probed) the forwarder share
+# these CPUs: wake-ups across CPUs make p50 bimodal from run to run.
+pin=""
+[ "$PIN" = none ] || pin="taskset -c $PIN"
 SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(1 1000 10000 50000)
 [ "$(id -u)" = 0 ] || { echo "bench-mesh-scale: must run as root" >&2; exit 2; }
-for c in ip setpriv rustc awk; do
+for c in ip setpriv rustc awk taskset; do
   command -v "$c" >/dev/null || { echo "bench-mesh-scale: $c is required" >&2; exit 2; }
 done
 
@@ -218,7 +225,7 @@ ip -n "$NS" route add default via 172.31.255.2
 ip netns exec "$NS" sysctl -q -w net.ipv4.ip_local_port_range="1024 65000" net.ipv4.tcp_tw_reuse=1
 ip -n "$PEER" addr add 10.99.0.1/32 dev lo
 ip -n "$PEER" route add default via 172.31.255.1
-ip netns exec "$PEER" "$WORK/probe" echo 10.99.0.1:8080 &
+ip netns exec "$PEER" $pin "$WORK/probe" echo 10.99.0.1:8080 &
 disown   # killed with the namespace on exit
 
 cat > "$WORK/resolv.conf" <<EOF
@@ -319,9 +326,10 @@ for layout in $LAYOUTS; do
     done
     hwm=$(status_kib "$FWD_PID" VmHWM); rss=$(status_kib "$FWD_PID" VmRSS)
     [ -n "$base_rss" ] || { base_rss=$rss; base_hwm=$hwm; }
-    dns=$(p50_of ip netns exec "$NS" setpriv --reuid 65534 --regid 65534 --clear-groups \
+    [ -z "$pin" ] || taskset -a -p -c "$PIN" "$FWD_PID" >/dev/null
+    dns=$(p50_of ip netns exec "$NS" $pin setpriv --reuid 65534 --regid 65534 --clear-groups \
       "$WORK/probe" dns 127.0.0.1:15053 probe.mesh "$DNS_N")
-    conn=$(p50_of ip netns exec "$NS" setpriv --reuid 65534 --regid 65534 --clear-groups \
+    conn=$(p50_of ip netns exec "$NS" $pin setpriv --reuid 65534 --regid 65534 --clear-groups \
       "$WORK/probe" conn 10.99.0.1:8080 "$CONN_N")
     reloads=()
     for ((r = 0; r < RUNS; r++)); do
