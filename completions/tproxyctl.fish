@@ -72,6 +72,7 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l iptables-executables -d 'Custom iptables binaries: name:path[,name:path...] (iptables, iptables-save, iptables-restore, ip6tables…)' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l firewalld-direct-file -d 'firewalld direct configuration written by --store-firewalld [default: /etc/firewalld/direct.xml]' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l receipt -d 'Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l from-receipt -d 'Re-apply exactly the configuration an install receipt recorded [default: the --receipt file]; no configuration flag, --config file or KUMA_TRANSPARENT_PROXY_* variable is read' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -s o -l output -d 'With --dry-run: the planned rules as text (kumactl\'s format) or JSON' -r -f -a "text\t''
 json\t''"
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -82,6 +82,9 @@ pub struct InstallArgs {
     pub apply: ApplyFlags,
     #[command(flatten)]
     pub receipt: ReceiptArg,
+    /// Re-apply exactly the configuration an install receipt recorded [default: the --receipt file]; no configuration flag, --config file or KUMA_TRANSPARENT_PROXY_* variable is read.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, conflicts_with_all = ["TpFlags", "store_firewalld", "iptables_executables"])]
+    pub from_receipt: Option<Option<std::path::PathBuf>>,
     /// With --dry-run: the planned rules as text (kumactl's format) or JSON.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

@@ -6,6 +6,7 @@
 //! the config files themselves.
 
 pub mod layers;
+pub mod recorded;
 pub mod schema;
 pub mod types;
 
