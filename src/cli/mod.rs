@@ -5,6 +5,7 @@
 pub mod forwarder;
 pub mod generate;
 pub mod generated;
+pub mod man_sections;
 pub mod tp;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -36,6 +37,12 @@ pub enum Command {
     #[command(subcommand)]
     Uninstall(UninstallCommand),
     /// Prove, end to end in a throwaway network namespace, that the installed rules redirect what they should.
+    #[command(
+        long_about = "Prove, end to end in a throwaway network namespace, that the installed rules redirect what they should.\n\n\
+The receipt's rules are applied, with the same backend, to a pair of throwaway network namespaces, \
+and real connections prove each redirect, exclusion and exemption; the host's own rules and traffic \
+are not touched. Needs root and the ip command (package iproute2) to create the namespaces."
+    )]
     Verify(VerifyArgs),
     /// Show what is installed, by which backend, rule counters and drift against the receipt.
     Status(StatusArgs),
