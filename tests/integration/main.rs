@@ -13,4 +13,5 @@ mod fwd_mesh;
 mod generated;
 mod golden;
 mod kernel;
+mod packaging;
 mod readme;
