@@ -239,7 +239,13 @@ impl Netns {
             }
         }
         s.push_str("## ip -6 addr\n");
-        s.push_str(&self.run_ok("ip", &["-6", "-o", "addr"]));
+        // A new link-local address is "tentative" until duplicate address
+        // detection ends, about a second later, whatever the test did.
+        s.push_str(
+            &self
+                .run_ok("ip", &["-6", "-o", "addr"])
+                .replace(" tentative", ""),
+        );
         s
     }
 
