@@ -452,15 +452,25 @@ fn boot_path(backend: Backend) {
     };
     let before = tables(&t.a);
     let receipt_s = receipt.to_str().unwrap();
-    let out =
-        t.a.cmd(
-            bin(),
-            &["install", "transparent-proxy", "--from-receipt", receipt_s],
-        )
-        .env_remove("TPROXYCTL_RECEIPT")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    // (the new install writes its own receipt: never the host's default one)
+    let receipt2 = dir.path().join("receipt-from-receipt.json");
+    let from_receipt = |extra: &[&str]| {
+        let mut args = vec![
+            "install",
+            "transparent-proxy",
+            "--from-receipt",
+            receipt_s,
+            "--receipt",
+            receipt2.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        t.a.cmd(bin(), &args)
+            .env_remove("TPROXYCTL_RECEIPT")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = from_receipt(&[]);
     let out = ok(out, "install --from-receipt");
     assert!(stderr(&out).contains("re-applying"), "{}", stderr(&out));
     assert_eq!(our_rules(&t.a, backend), installed);
@@ -474,32 +484,17 @@ fn boot_path(backend: Backend) {
             .unwrap(),
         "ExecStart --dry-run",
     );
-    let receipt_plan = ok(
-        t.a.cmd(
-            bin(),
-            &[
-                "install",
-                "transparent-proxy",
-                "--from-receipt",
-                receipt_s,
-                "--dry-run",
-            ],
-        )
-        .stdin(Stdio::null())
-        .output()
-        .unwrap(),
-        "--from-receipt --dry-run",
-    );
+    let receipt_plan = ok(from_receipt(&["--dry-run"]), "--from-receipt --dry-run");
     assert_eq!(stdout(&receipt_plan), stdout(&unit_plan));
     // Stopping the unit removes everything the install added.
     ok(
-        run_unit_command(&t.a, &stop, &receipt, backend, &[])
+        run_unit_command(&t.a, &stop, &receipt2, backend, &[])
             .output()
             .unwrap(),
         "ExecStop",
     );
     assert!(!our_rules(&t.a, backend).contains("-A"));
-    assert!(!receipt.exists(), "uninstall removes the receipt");
+    assert!(!receipt2.exists(), "uninstall removes the receipt");
     assert!(!t.a.run_ok("ip", &["-6", "addr"]).contains("::6/128"));
     // (legacy tables, once used, stay in the kernel, empty)
     if backend == Backend::Nft {
