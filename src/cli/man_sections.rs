@@ -19,6 +19,8 @@ pub const PACKAGED_CONFIG: &str = "/etc/tproxyctl/config.yaml";
 pub const UNIT_DIR: &str = "/usr/lib/systemd/system";
 pub const INSTALL_UNIT: &str = "tproxyctl-install.service";
 pub const FORWARDER_UNIT: &str = "tproxyctl-forwarder.service";
+/// Where install and uninstall keep their lock files.
+pub const LOCK_DIR: &str = "/run/tproxyctl/";
 
 /// `TPROXYCTL_*` variables that no argument carries: (name, meaning).
 pub const PROCESS_ENV: &[(&str, &str)] = &[(
@@ -225,6 +227,10 @@ pub fn files(cmd: &Command) -> Vec<(String, String)> {
         ));
     }
     if rules {
+        out.push((
+            LOCK_DIR.to_string(),
+            "Lock files (directory 0700, root's) that install and uninstall hold for their whole transaction: one per network namespace, one per receipt; each holder removes its own.".to_string(),
+        ));
         out.push((
             format!("{UNIT_DIR}/{INSTALL_UNIT}"),
             format!(
