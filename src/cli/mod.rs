@@ -7,6 +7,7 @@
 pub mod forwarder;
 pub mod generate;
 pub mod generated;
+pub mod man_sections;
 pub mod tp;
 
 use std::ffi::OsString;
@@ -45,6 +46,12 @@ pub enum Command {
     #[command(subcommand)]
     Uninstall(UninstallCommand),
     /// Prove, end to end in a throwaway network namespace, that the installed rules redirect what they should.
+    #[command(
+        long_about = "Prove, end to end in a throwaway network namespace, that the installed rules redirect what they should.\n\n\
+The receipt's rules are applied, with the same backend, to a pair of throwaway network namespaces, \
+and real connections prove each redirect, exclusion and exemption; the host's own rules and traffic \
+are not touched. Needs root and the ip command (package iproute2) to create the namespaces."
+    )]
     Verify(VerifyArgs),
     /// Show what is installed, by which backend, rule counters and drift against the receipt.
     Status(StatusArgs),
@@ -91,6 +98,9 @@ pub struct InstallArgs {
     pub apply: ApplyFlags,
     #[command(flatten)]
     pub receipt: ReceiptArg,
+    /// Re-apply exactly the configuration an install receipt recorded [default: the --receipt file]; no configuration flag, --config file or KUMA_TRANSPARENT_PROXY_* variable is read.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, conflicts_with_all = ["TpFlags", "store_firewalld", "iptables_executables"])]
+    pub from_receipt: Option<Option<std::path::PathBuf>>,
     /// With --dry-run: the planned rules as text (kumactl's format) or JSON.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

@@ -7,6 +7,7 @@
 
 pub mod layers;
 mod lists;
+pub mod recorded;
 pub mod schema;
 pub mod types;
 

@@ -96,7 +96,13 @@ fn now_secs() -> u64 {
 }
 
 pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
-    let cfg = common::load_config(&args.tp, Some(&args.apply))?;
+    let (cfg, recorded_fw) = match &args.from_receipt {
+        Some(file) => {
+            let r = crate::ops::from_receipt::load(file.as_deref(), args)?;
+            (r.config, r.firewalld_direct_file)
+        }
+        None => (common::load_config(&args.tp, Some(&args.apply))?, None),
+    };
     if args.output == OutputFormat::Json && !cfg.dry_run {
         return Err(crate::error::UsageError::new(
             "--output json prints the planned rules and needs --dry-run",
@@ -109,6 +115,7 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
         .apply
         .firewalld_direct_file
         .clone()
+        .or(recorded_fw)
         .unwrap_or_else(|| PathBuf::from(firewalld::DEFAULT_PATH));
     if cfg.dry_run {
         return dry_run(args, &cfg, &receipt_path, &fw_path);

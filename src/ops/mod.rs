@@ -4,6 +4,7 @@
 
 pub mod common;
 pub mod completion;
+pub mod from_receipt;
 pub mod generate;
 pub mod install;
 pub mod status;

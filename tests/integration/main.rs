@@ -23,5 +23,6 @@ mod kernel;
 mod no_panic;
 mod prop_installs;
 mod races;
+mod packaging;
 mod readme;
 mod txn;
