@@ -921,7 +921,7 @@ _tproxyctl() {
             return 0
             ;;
         tproxyctl__subcmd__install__subcmd__transparent__subcmd__proxy)
-            opts="-o -q -h -V --config --config-file --kuma-dp-user --kuma-dp-uid --redirect-inbound --redirect-inbound-port --redirect-outbound-port --exclude-inbound-ports --exclude-outbound-ports --exclude-inbound-ips --exclude-outbound-ips --exclude-outbound-ports-for-uids --redirect-inbound-insert-instead-of-append --redirect-outbound-insert-instead-of-append --redirect-dns --redirect-all-dns-traffic --redirect-dns-port --skip-dns-conntrack-zone-split --vnet --ip-family-mode --iptables-logs --disable-comments --drop-invalid-packets --dry-run --verbose --store-firewalld --wait --wait-interval --max-retries --sleep-between-retries --iptables-executables --firewalld-direct-file --receipt --output --quiet --log-level --context --no-config --api-timeout --help --version"
+            opts="-o -q -h -V --config --config-file --kuma-dp-user --kuma-dp-uid --redirect-inbound --redirect-inbound-port --redirect-outbound-port --exclude-inbound-ports --exclude-outbound-ports --exclude-inbound-ips --exclude-outbound-ips --exclude-outbound-ports-for-uids --redirect-inbound-insert-instead-of-append --redirect-outbound-insert-instead-of-append --redirect-dns --redirect-all-dns-traffic --redirect-dns-port --skip-dns-conntrack-zone-split --vnet --ip-family-mode --iptables-logs --disable-comments --drop-invalid-packets --dry-run --verbose --store-firewalld --wait --wait-interval --max-retries --sleep-between-retries --iptables-executables --firewalld-direct-file --receipt --from-receipt --output --quiet --log-level --context --no-config --api-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1056,6 +1056,10 @@ _tproxyctl() {
                     return 0
                     ;;
                 --receipt)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from-receipt)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -82,6 +82,7 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l iptables-executables -d 'Custom iptables binaries: name:path[,name:path...] (iptables, iptables-save, iptables-restore, ip6tables…)' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l firewalld-direct-file -d 'firewalld direct configuration written by --store-firewalld [default: /etc/firewalld/direct.xml]' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l receipt -d 'Install receipt (JSON), or `none` to keep no state [default: /var/lib/tproxyctl/receipt.json]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l from-receipt -d 'Re-apply exactly the configuration an install receipt recorded [default: the --receipt file]; no configuration flag, --config file or KUMA_TRANSPARENT_PROXY_* variable is read' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -s o -l output -d 'With --dry-run: the planned rules as text (kumactl\'s format) or JSON' -r -f -a "text\t''
 json\t''"
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l log-level -d 'kumactl\'s own log level (off, info, debug)' -r
@@ -164,7 +165,7 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -l context -
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -l no-config -d 'kumactl: do not read its own configuration' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -l api-timeout -d 'kumactl\'s control-plane API timeout' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -s q -l quiet -d 'Print errors only: no progress, notes or warnings on stderr (data on stdout is unchanged)'
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -s V -l version -d 'Print version'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand status" -l receipt -d 'Install receipt (JSON), or `none` to keep no state [default: /var/lib/tproxyctl/receipt.json]' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "text\t''

@@ -49,7 +49,7 @@ pub fn load(file: Option<&Path>, args: &InstallArgs) -> anyhow::Result<FromRecei
         rec.uid,
         &shown,
         &args.apply,
-        &config::process_env(),
+        &config::process_env()?,
     )?;
     for w in &resolved.warnings {
         ui::warn(w);

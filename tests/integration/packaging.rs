@@ -503,12 +503,14 @@ fn boot_path(backend: Backend) {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn boot_path_restores_redirection_nft() {
     require_kernel!();
     boot_path(Backend::Nft);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn boot_path_restores_redirection_legacy() {
     require_kernel!();
     boot_path(Backend::Legacy);
