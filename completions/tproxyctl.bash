@@ -821,7 +821,7 @@ _tproxyctl() {
             return 0
             ;;
         tproxyctl__subcmd__install__subcmd__transparent__subcmd__proxy)
-            opts="-o -h -V --config --config-file --kuma-dp-user --kuma-dp-uid --redirect-inbound --redirect-inbound-port --redirect-outbound-port --exclude-inbound-ports --exclude-outbound-ports --exclude-inbound-ips --exclude-outbound-ips --exclude-outbound-ports-for-uids --redirect-inbound-insert-instead-of-append --redirect-outbound-insert-instead-of-append --redirect-dns --redirect-all-dns-traffic --redirect-dns-port --skip-dns-conntrack-zone-split --vnet --ip-family-mode --iptables-logs --disable-comments --drop-invalid-packets --dry-run --verbose --store-firewalld --wait --wait-interval --max-retries --sleep-between-retries --iptables-executables --firewalld-direct-file --receipt --output --help --version"
+            opts="-o -h -V --config --config-file --kuma-dp-user --kuma-dp-uid --redirect-inbound --redirect-inbound-port --redirect-outbound-port --exclude-inbound-ports --exclude-outbound-ports --exclude-inbound-ips --exclude-outbound-ips --exclude-outbound-ports-for-uids --redirect-inbound-insert-instead-of-append --redirect-outbound-insert-instead-of-append --redirect-dns --redirect-all-dns-traffic --redirect-dns-port --skip-dns-conntrack-zone-split --vnet --ip-family-mode --iptables-logs --disable-comments --drop-invalid-packets --dry-run --verbose --store-firewalld --wait --wait-interval --max-retries --sleep-between-retries --iptables-executables --firewalld-direct-file --ebpf-enabled --ebpf-instance-ip --ebpf-programs-source-path --ebpf-bpffs-path --ebpf-cgroup-path --ebpf-tc-attach-iface --ebpf-allow-cgroup-root --receipt --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -952,6 +952,34 @@ _tproxyctl() {
                     return 0
                     ;;
                 --firewalld-direct-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-enabled)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-instance-ip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-programs-source-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-bpffs-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-cgroup-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-tc-attach-iface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-allow-cgroup-root)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1091,7 +1119,7 @@ _tproxyctl() {
             return 0
             ;;
         tproxyctl__subcmd__uninstall__subcmd__transparent__subcmd__proxy)
-            opts="-h -V --config --config-file --kuma-dp-user --kuma-dp-uid --redirect-inbound --redirect-inbound-port --redirect-outbound-port --exclude-inbound-ports --exclude-outbound-ports --exclude-inbound-ips --exclude-outbound-ips --exclude-outbound-ports-for-uids --redirect-inbound-insert-instead-of-append --redirect-outbound-insert-instead-of-append --redirect-dns --redirect-all-dns-traffic --redirect-dns-port --skip-dns-conntrack-zone-split --vnet --ip-family-mode --iptables-logs --disable-comments --drop-invalid-packets --dry-run --verbose --store-firewalld --wait --wait-interval --max-retries --sleep-between-retries --iptables-executables --firewalld-direct-file --receipt --help --version"
+            opts="-h -V --config --config-file --kuma-dp-user --kuma-dp-uid --redirect-inbound --redirect-inbound-port --redirect-outbound-port --exclude-inbound-ports --exclude-outbound-ports --exclude-inbound-ips --exclude-outbound-ips --exclude-outbound-ports-for-uids --redirect-inbound-insert-instead-of-append --redirect-outbound-insert-instead-of-append --redirect-dns --redirect-all-dns-traffic --redirect-dns-port --skip-dns-conntrack-zone-split --vnet --ip-family-mode --iptables-logs --disable-comments --drop-invalid-packets --dry-run --verbose --store-firewalld --wait --wait-interval --max-retries --sleep-between-retries --iptables-executables --firewalld-direct-file --ebpf-enabled --ebpf-instance-ip --ebpf-programs-source-path --ebpf-bpffs-path --ebpf-cgroup-path --ebpf-tc-attach-iface --ebpf-allow-cgroup-root --receipt --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1222,6 +1250,34 @@ _tproxyctl() {
                     return 0
                     ;;
                 --firewalld-direct-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-enabled)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-instance-ip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-programs-source-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-bpffs-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-cgroup-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-tc-attach-iface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-allow-cgroup-root)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -9,7 +9,7 @@ pub mod tp;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use tp::{ApplyFlags, ReceiptArg, TpFlags};
+pub use tp::{ApplyFlags, EbpfFlags, ReceiptArg, TpFlags};
 
 /// tproxyctl installs a transparent proxy the way `kumactl install transparent-proxy` does.
 #[derive(Debug, Parser)]

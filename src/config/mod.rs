@@ -5,6 +5,7 @@
 //! file key, the value and what is allowed. Nothing on the host is read except
 //! the config files themselves.
 
+pub mod ebpf;
 pub mod layers;
 pub mod schema;
 pub mod types;
@@ -52,6 +53,9 @@ pub struct Config {
     pub dry_run: bool,
     pub verbose: bool,
     pub cni_mode: bool,
+    /// eBPF redirection mode (SPEC §10).
+    #[serde(default)]
+    pub ebpf: ebpf::EbpfConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,6 +167,7 @@ impl Default for Config {
             dry_run: false,
             verbose: false,
             cni_mode: false,
+            ebpf: ebpf::EbpfConfig::default(),
         }
     }
 }
@@ -361,6 +366,9 @@ fn flag_layer(
         }
     }
     // --iptables-executables name:path,... merges per name with files and env.
+    if let Some(a) = apply {
+        ebpf::flag_layer(&a.ebpf, &mut out);
+    }
     if let Some(a) = apply
         && let Some(v) = &a.iptables_executables
     {
@@ -757,8 +765,10 @@ fn build(merged: &Merged, warnings: &mut Vec<String>) -> Result<Config, UsageErr
     ex.bool("dryRun", &mut c.dry_run)?;
     ex.bool("verbose", &mut c.verbose)?;
     ex.bool("cniMode", &mut c.cni_mode)?;
+    c.ebpf = ebpf::build(&ex)?;
 
     cross_checks(&c, warnings)?;
+    ebpf::cross_checks(&c, warnings)?;
     Ok(c)
 }
 
