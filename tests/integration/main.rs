@@ -6,6 +6,9 @@ mod common;
 
 mod cli;
 mod dataplane;
+mod ebpf_env;
+mod ebpf_loader;
+mod ebpf_object;
 mod firewalld;
 mod forwarder;
 mod fwd_kernel;
