@@ -1,15 +1,25 @@
-//! The form iptables itself prints a planned rule in (`iptables-save`
-//! canonical order, `-m tcp` added, `/32` appended …), obtained by applying
-//! the plan in a throwaway network namespace with the same backend and saving
-//! it there. Used to recognise our rules on hosts where they carry no comment
-//! and no receipt lists them (an install made with `--disable-comments`).
+//! The form the kernel gives a planned rule set: the plan is applied in a
+//! throwaway network namespace with the same backend and saved there, so
+//! every planned rule is known exactly as `iptables-save` prints it on the
+//! host (options reordered, `-m tcp` added, `/32` appended, `::1/64` stored
+//! as `::/64`, `172.32.16.8/16` as `172.32.0.0/16`, the apostrophe of a
+//! comment escaped as `\'` …). Read-back after an install, ownership of rules
+//! without comments, and uninstall matching compare these lines, never our
+//! own text.
+//!
+//! The namespace lives as long as one thread: the thread unshares its network
+//! namespace and starts `iptables-restore` and `iptables-save` from there, so
+//! both see the same empty namespace and no helper shell is needed. Legacy
+//! restores there use a lock file of their own (`XTABLES_LOCKFILE`), so they
+//! never wait for, or hold up, the host's xtables lock.
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 use crate::host::backend::Executables;
 use crate::host::exec::Cmd;
+use crate::host::receipt::Mode;
 use crate::host::save::{Saved, is_our_chain};
-use crate::model::{FamilyRules, TableName};
+use crate::model::{Family, FamilyRules, TableName};
 use crate::render::{Style, family_text};
 
 /// Restore input made for a host, made loadable in an empty namespace: the
@@ -23,36 +33,190 @@ pub fn for_empty_namespace(text: &str) -> String {
     }
 }
 
-/// Every planned rule outside our own chains, as iptables-save prints it.
-pub fn canonical_rules(
+/// One planned chain in the kernel's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalChain {
+    pub table: TableName,
+    pub chain: String,
+    /// Its planned rules in their final order, as `-A CHAIN …` lines.
+    pub lines: Vec<String>,
+}
+
+/// A planned family in the kernel's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalPlan {
+    pub family: Family,
+    /// Every planned chain with rules, in table order.
+    pub chains: Vec<CanonicalChain>,
+}
+
+impl CanonicalPlan {
+    /// The canonical lines planned for one chain (empty when none are).
+    pub fn chain(&self, table: TableName, chain: &str) -> &[String] {
+        self.chains
+            .iter()
+            .find(|c| c.table == table && c.chain == chain)
+            .map(|c| c.lines.as_slice())
+            .unwrap_or_default()
+    }
+
+    /// Planned lines outside our own chains (in built-in chains).
+    pub fn outside_our_chains(&self) -> impl Iterator<Item = (TableName, &str)> {
+        self.chains
+            .iter()
+            .filter(|c| !is_our_chain(&c.chain))
+            .flat_map(|c| c.lines.iter().map(move |l| (c.table, l.as_str())))
+    }
+}
+
+/// Runs `f` on a thread of its own inside a new, empty network namespace;
+/// every process it starts runs there too. The namespace goes when the
+/// thread ends.
+pub fn in_empty_netns<T: Send>(f: impl FnOnce() -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .context("creating a throwaway network namespace")?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the namespace thread panicked")))
+    })
+}
+
+/// The restore command used in a throwaway namespace: legacy waits for, and
+/// takes, a lock file of its own instead of the host's `/run/xtables.lock`.
+fn sandbox_restore(exes: &Executables, wait: u32) -> Cmd {
+    let mut cmd = Cmd::new(&exes.restore);
+    if exes.mode == Mode::Legacy {
+        let dir = std::path::Path::new(crate::host::lock::LOCK_DIR);
+        if dir.is_dir() {
+            cmd = cmd.env(
+                "XTABLES_LOCKFILE",
+                &dir.join("xtables-sandbox.lock").display().to_string(),
+            );
+        }
+        cmd = cmd.arg(format!("--wait={}", wait.max(1)));
+    }
+    cmd.arg("--noflush")
+}
+
+/// Loads `text` (restore input) into an empty namespace with `exes` and
+/// returns what `iptables-save` prints there.
+pub fn load_and_save(exes: &Executables, text: &str, wait: u32) -> anyhow::Result<Saved> {
+    let text = for_empty_namespace(text);
+    in_empty_netns(|| {
+        sandbox_restore(exes, wait)
+            .stdin(text.clone())
+            .run()
+            .map_err(|e| {
+                crate::host::apply::restore_error(exes, "(throwaway namespace)", e, &text)
+            })?;
+        let out = Cmd::new(&exes.save).run()?;
+        Saved::parse_checked(&out.stdout)
+    })
+}
+
+/// The plan of one family as the kernel prints it (see the module comment).
+pub fn canonicalise(
     exes: &Executables,
     plan: &FamilyRules,
-) -> anyhow::Result<Vec<(TableName, String)>> {
-    let text = for_empty_namespace(&family_text(plan, Style::default()));
-    // $0 is restore, $1 is save: apply, then print, in a namespace of their own.
-    let out = Cmd::new("/bin/sh")
-        .args([
-            "-c",
-            "\"$0\" --noflush && exec \"$1\"",
-            &exes.restore.display().to_string(),
-            &exes.save.display().to_string(),
-        ])
-        .stdin(text)
-        .in_new_netns()
-        .run()
-        .context(
-            "computing the canonical form of the planned rules in a throwaway network namespace",
-        )?;
-    let saved = Saved::parse(&out.stdout);
-    let mut rules = Vec::new();
-    for t in TableName::ALL {
-        if let Some(st) = saved.table(t) {
-            for r in &st.rules {
-                if !is_our_chain(&r.chain) && r.chain != "DOCKER_OUTPUT" {
-                    rules.push((t, r.spec.clone()));
-                }
+    wait: u32,
+) -> anyhow::Result<CanonicalPlan> {
+    let saved = load_and_save(exes, &family_text(plan, Style::default()), wait).with_context(
+        || {
+            format!(
+                "computing the kernel's form of the planned {} rules in a throwaway network namespace",
+                plan.family.title()
+            )
+        },
+    )?;
+    let mut chains = Vec::new();
+    for table in plan.non_empty_tables() {
+        for c in &table.chains {
+            if c.rules.is_empty() {
+                continue;
             }
+            let lines: Vec<String> = saved
+                .table(table.name)
+                .map(|st| st.chain_rules(&c.name).map(|r| r.spec.clone()).collect())
+                .unwrap_or_default();
+            if lines.len() != c.rules.len() {
+                bail!(
+                    "the throwaway namespace shows {} rules in {}/{}, {} were planned",
+                    lines.len(),
+                    table.name.as_str(),
+                    c.name,
+                    c.rules.len()
+                );
+            }
+            chains.push(CanonicalChain {
+                table: table.name,
+                chain: c.name.clone(),
+                lines,
+            });
         }
     }
-    Ok(rules)
+    Ok(CanonicalPlan {
+        family: plan.family,
+        chains,
+    })
+}
+
+/// Options whose value differs from one install to the next and is left out
+/// of a [`shape`]: the exempt UID, the port a rule redirects to, the
+/// conntrack zone, addresses, and a source port other than 53 (the DNS
+/// proxy's).
+const VARIABLE: [&str; 5] = ["--uid-owner", "--to-ports", "--zone", "-d", "-s"];
+
+/// A canonical rule line with its install-specific values replaced by `*`:
+/// rules of one kind (say, "redirect UDP/53 to the DNS proxy") have one
+/// shape whatever the DNS port, zone, UID or server address.
+pub fn shape(spec: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let mut words = spec.split_whitespace().peekable();
+    while let Some(w) = words.next() {
+        out.push(w);
+        let variable =
+            VARIABLE.contains(&w) || (w == "--sport" && words.peek().is_some_and(|v| *v != "53"));
+        if variable && words.next().is_some() {
+            out.push("*");
+        }
+    }
+    out.join(" ")
+}
+
+/// The values of `--uid-owner` in a line.
+pub fn uids_in(spec: &str) -> Vec<&str> {
+    spec.split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "--uid-owner")
+        .map(|w| w[1])
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_leave_out_what_differs_between_installs() {
+        assert_eq!(
+            shape("-A OUTPUT -p udp -m udp --sport 15053 -m owner --uid-owner 5678 -j CT --zone 2"),
+            shape("-A OUTPUT -p udp -m udp --sport 5353 -m owner --uid-owner 1 -j CT --zone 7"),
+        );
+        assert_eq!(
+            shape("-A PREROUTING -s 10.0.0.2/32 -p udp -m udp --sport 53 -j CT --zone 1"),
+            "-A PREROUTING -s * -p udp -m udp --sport 53 -j CT --zone *"
+        );
+        assert_ne!(
+            shape("-A OUTPUT -p udp -m udp --dport 53 -j REDIRECT --to-ports 15053"),
+            shape("-A OUTPUT -p udp -m udp --dport 54 -j REDIRECT --to-ports 15053"),
+        );
+        assert_eq!(
+            uids_in("-A OUTPUT -p tcp -m owner ! --uid-owner 1 -j RETURN"),
+            vec!["1"]
+        );
+    }
 }

@@ -239,7 +239,13 @@ impl Netns {
             }
         }
         s.push_str("## ip -6 addr\n");
-        s.push_str(&self.run_ok("ip", &["-6", "-o", "addr"]));
+        // A link-local address leaves the "tentative" state on its own
+        // (duplicate address detection) while a test runs.
+        s.push_str(
+            &self
+                .run_ok("ip", &["-6", "-o", "addr"])
+                .replace(" tentative", ""),
+        );
         s
     }
 

@@ -942,6 +942,7 @@ fn check_against_the_receipt() {
             families: vec![],
             ipv6_loopback_added: false,
             firewalld: None,
+            pending: None,
         },
     )
     .unwrap();

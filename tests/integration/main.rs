@@ -17,3 +17,4 @@ mod generated;
 mod golden;
 mod kernel;
 mod readme;
+mod txn;
