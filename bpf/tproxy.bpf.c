@@ -605,7 +605,6 @@ int tp_sk_lookup(struct bpf_sk_lookup *ctx)
 	if (!cfg || ctx->protocol != IPPROTO_TCP ||
 	    !(cfg->flags & TP_F_INBOUND))
 		return SK_PASS;
-	/* PREROUTING never sees this host's own connections */
 	__u32 ifindex = ctx->ingress_ifindex;
 	if (cfg->inbound_ifindex ? ifindex != cfg->inbound_ifindex :
 				   ifindex == LOOPBACK_IFINDEX)
@@ -634,6 +633,14 @@ int tp_sk_lookup(struct bpf_sk_lookup *ctx)
 			return SK_PASS;
 		view6(&src, remote6, remote_port);
 	}
+	/* PREROUTING never sees this host's own connections, and sk_lookup
+	 * does: a connection to a local address from this host (the proxy's
+	 * passthrough hop from 127.0.0.6 / ::6, an application calling its own
+	 * address) arrives with the interface of the address, not loopback,
+	 * so it is told by its source. */
+	if (is_loopback(&src) || is_passthrough(&src) ||
+	    in_nets(TP_NET_LOCAL, &src))
+		return SK_PASS;
 	if (in_nets(TP_NET_IN_EXCLUDED, &src))
 		return SK_PASS;
 	int listed = port_listed(TP_DIR_IN, port);

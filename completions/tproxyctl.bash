@@ -85,6 +85,9 @@ _tproxyctl() {
             tproxyctl__subcmd__help__subcmd__install,transparent-proxy-validator)
                 cmd="tproxyctl__subcmd__help__subcmd__install__subcmd__transparent__subcmd__proxy__subcmd__validator"
                 ;;
+            tproxyctl__subcmd__help__subcmd__uninstall,ebpf)
+                cmd="tproxyctl__subcmd__help__subcmd__uninstall__subcmd__ebpf"
+                ;;
             tproxyctl__subcmd__help__subcmd__uninstall,transparent-proxy)
                 cmd="tproxyctl__subcmd__help__subcmd__uninstall__subcmd__transparent__subcmd__proxy"
                 ;;
@@ -106,11 +109,17 @@ _tproxyctl() {
             tproxyctl__subcmd__install__subcmd__help,transparent-proxy-validator)
                 cmd="tproxyctl__subcmd__install__subcmd__help__subcmd__transparent__subcmd__proxy__subcmd__validator"
                 ;;
+            tproxyctl__subcmd__uninstall,ebpf)
+                cmd="tproxyctl__subcmd__uninstall__subcmd__ebpf"
+                ;;
             tproxyctl__subcmd__uninstall,help)
                 cmd="tproxyctl__subcmd__uninstall__subcmd__help"
                 ;;
             tproxyctl__subcmd__uninstall,transparent-proxy)
                 cmd="tproxyctl__subcmd__uninstall__subcmd__transparent__subcmd__proxy"
+                ;;
+            tproxyctl__subcmd__uninstall__subcmd__help,ebpf)
+                cmd="tproxyctl__subcmd__uninstall__subcmd__help__subcmd__ebpf"
                 ;;
             tproxyctl__subcmd__uninstall__subcmd__help,help)
                 cmd="tproxyctl__subcmd__uninstall__subcmd__help__subcmd__help"
@@ -709,8 +718,22 @@ _tproxyctl() {
             return 0
             ;;
         tproxyctl__subcmd__help__subcmd__uninstall)
-            opts="transparent-proxy"
+            opts="transparent-proxy ebpf"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tproxyctl__subcmd__help__subcmd__uninstall__subcmd__ebpf)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1063,7 +1086,7 @@ _tproxyctl() {
             return 0
             ;;
         tproxyctl__subcmd__uninstall)
-            opts="-h -V --help --version transparent-proxy help"
+            opts="-h -V --help --version transparent-proxy ebpf help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1076,9 +1099,81 @@ _tproxyctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        tproxyctl__subcmd__uninstall__subcmd__help)
-            opts="transparent-proxy help"
+        tproxyctl__subcmd__uninstall__subcmd__ebpf)
+            opts="-h -V --ebpf-bpffs-path --bpffs-path --dry-run --receipt --timeout --namespace --remove-only --cleanup-image-registry --cleanup-image-repository --cleanup-image-tag --cleanup-job-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --bpffs-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-bpffs-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dry-run)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --receipt)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --namespace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remove-only)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cleanup-image-registry)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cleanup-image-repository)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cleanup-image-tag)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cleanup-job-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tproxyctl__subcmd__uninstall__subcmd__help)
+            opts="transparent-proxy ebpf help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tproxyctl__subcmd__uninstall__subcmd__help__subcmd__ebpf)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

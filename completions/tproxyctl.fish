@@ -92,10 +92,11 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from help" -f -a "transparent-proxy" -d 'Install the transparent proxy iptables rules (kumactl-compatible flags)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from help" -f -a "transparent-proxy-validator" -d 'Check that the hairpin redirect works (kumactl-compatible validator)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy help" -s h -l help -d 'Print help'
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy help" -s V -l version -d 'Print version'
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy help" -f -a "transparent-proxy" -d 'Remove the transparent proxy rules, and only those'
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy ebpf help" -s h -l help -d 'Print help'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy ebpf help" -s V -l version -d 'Print version'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy ebpf help" -f -a "transparent-proxy" -d 'Remove the transparent proxy rules, and only those'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy ebpf help" -f -a "ebpf" -d 'Detach and unpin the eBPF programs of an eBPF-mode install (kumactl\'s `uninstall ebpf`)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy ebpf help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l config -d 'Configuration file (YAML or JSON), or - for stdin. Repeatable; later files win, lists replace, objects merge' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l config-file -d 'Deprecated alias of --config' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l kuma-dp-user -d 'User name or UID that runs kuma-dp (default: UID 5678, then user kuma-dp)' -r
@@ -138,7 +139,20 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fis
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l receipt -d 'Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json]' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -s h -l help -d 'Print help'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -s V -l version -d 'Print version'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l bpffs-path -l ebpf-bpffs-path -d 'BPF filesystem the programs were pinned in (used when there is no receipt) [default: /run/kuma/bpf]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l dry-run -d 'Print what would be removed and change nothing' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l receipt -d 'Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l timeout -d 'kumactl\'s Kubernetes cleanup-job settings: accepted, ignored (there is no job on a VM)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l namespace -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l remove-only -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l cleanup-image-registry -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l cleanup-image-repository -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l cleanup-image-tag -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l cleanup-job-name -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -s h -l help -d 'Print help'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -s V -l version -d 'Print version'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from help" -f -a "transparent-proxy" -d 'Remove the transparent proxy rules, and only those'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from help" -f -a "ebpf" -d 'Detach and unpin the eBPF programs of an eBPF-mode install (kumactl\'s `uninstall ebpf`)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -l receipt -d 'Install receipt (JSON) [default: /var/lib/tproxyctl/receipt.json]' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -s o -l output -d 'Output format' -r -f -a "text\t''
@@ -257,4 +271,5 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and not __fish
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and __fish_seen_subcommand_from install" -f -a "transparent-proxy" -d 'Install the transparent proxy iptables rules (kumactl-compatible flags)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and __fish_seen_subcommand_from install" -f -a "transparent-proxy-validator" -d 'Check that the hairpin redirect works (kumactl-compatible validator)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and __fish_seen_subcommand_from uninstall" -f -a "transparent-proxy" -d 'Remove the transparent proxy rules, and only those'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and __fish_seen_subcommand_from uninstall" -f -a "ebpf" -d 'Detach and unpin the eBPF programs of an eBPF-mode install (kumactl\'s `uninstall ebpf`)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and __fish_seen_subcommand_from generate" -f -a "dataplane" -d 'Render the Universal Dataplane resource that matches the rules'

@@ -563,9 +563,10 @@ pub fn link_exists(id: u32) -> bool {
     sys::link_fd_by_id(id).is_ok()
 }
 
-/// The pin directories under `<bpffs>/tproxyctl`: every one is ours.
-pub fn our_dirs(bpffs: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(bpffs.join(OURS)) else {
+/// The directories directly under `root` (an install's pin directories
+/// under `<bpffs>/tproxyctl/net-<cookie>`: every one is ours).
+pub fn our_dirs_in(root: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(root) else {
         return Vec::new();
     };
     let mut dirs: Vec<PathBuf> = entries

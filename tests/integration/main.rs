@@ -6,6 +6,7 @@ mod common;
 
 mod cli;
 mod dataplane;
+mod ebpf;
 mod ebpf_env;
 mod ebpf_loader;
 mod ebpf_object;
