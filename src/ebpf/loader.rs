@@ -197,7 +197,12 @@ fn verifier_error(p: &Program, e: aya::programs::ProgramError) -> anyhow::Error 
 }
 
 /// Attaches one loaded program and takes its link.
-fn attach(bpf: &mut aya::Ebpf, p: &Program, cgroup: &File, netns: &File) -> anyhow::Result<Link> {
+fn attach_one(
+    bpf: &mut aya::Ebpf,
+    p: &Program,
+    cgroup: &File,
+    netns: &File,
+) -> anyhow::Result<Link> {
     let prog = program_mut(bpf, p.name)?;
     let mode = CgroupAttachMode::Single;
     let link = match p.hook {
@@ -229,15 +234,21 @@ fn attach(bpf: &mut aya::Ebpf, p: &Program, cgroup: &File, netns: &File) -> anyh
     Ok(link)
 }
 
-/// Installs `contents` with `programs`: loads and verifies everything, then
-/// attaches to `cgroup` (and this process's network namespace) and pins
-/// under `dir` (created; must not exist). Any failure leaves nothing behind.
-pub fn install(
+/// Programs loaded and attached but not pinned: dropping this detaches
+/// them and frees their maps.
+pub struct Attached {
+    bpf: aya::Ebpf,
+    links: Vec<(Program, Link)>,
+}
+
+/// Loads and verifies every program of `programs` with maps holding
+/// `contents`, then attaches them to `cgroup` and to the network namespace of
+/// the calling thread. Nothing is pinned.
+pub fn attach(
     contents: &Contents,
     programs: &[&Program],
     cgroup: &Path,
-    dir: &Path,
-) -> anyhow::Result<Pinned> {
+) -> anyhow::Result<Attached> {
     let mut bpf = load_and_fill(contents)?;
     for p in programs {
         load_program(&mut bpf, p)?;
@@ -250,7 +261,7 @@ pub fn install(
     let mut links = Vec::new();
     for p in programs {
         fail_point(&format!("attach:{}", p.name))?;
-        let link = attach(&mut bpf, p, &cgroup_file, &netns).with_context(|| {
+        let link = attach_one(&mut bpf, p, &cgroup_file, &netns).with_context(|| {
             format!(
                 "attaching {} to {}",
                 p.name,
@@ -271,6 +282,19 @@ pub fn install(
             "eBPF: a socket already listening on the inbound port {inbound_port} could not be registered ({e:#}); restart the proxy so that it registers when it listens"
         ));
     }
+    Ok(Attached { bpf, links })
+}
+
+/// Installs `contents` with `programs`: [`attach`], then pins links and
+/// maps under `dir` (created; must not exist). Any failure leaves nothing
+/// behind.
+pub fn install(
+    contents: &Contents,
+    programs: &[&Program],
+    cgroup: &Path,
+    dir: &Path,
+) -> anyhow::Result<Pinned> {
+    let Attached { bpf, links } = attach(contents, programs, cgroup)?;
     pin_all(&bpf, links, dir)
 }
 

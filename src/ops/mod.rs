@@ -5,6 +5,7 @@
 pub mod common;
 pub mod completion;
 pub mod ebpf;
+pub mod ebpf_verify;
 pub mod generate;
 pub mod install;
 pub mod status;

@@ -579,6 +579,9 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<Exit> {
             path.display()
         );
     };
+    if r.ebpf.is_some() {
+        return crate::ops::ebpf_verify::run(args, &r, &path);
+    }
     let taken = named_networks(&r.config, &r.dns_servers);
     let subnet = SUBNETS
         .iter()

@@ -822,3 +822,96 @@ fn status_names_drift_and_uninstall_ebpf_finds_pins_without_a_receipt() {
     );
     let _ = std::io::stderr().flush();
 }
+
+#[test]
+fn verify_proves_an_ebpf_install_in_a_throwaway_cgroup_and_namespaces() {
+    require_ebpf!();
+    let w = World::new("ev");
+    w.install(&[
+        "--redirect-dns",
+        "--exclude-outbound-ports",
+        "3306",
+        "--exclude-inbound-ports",
+        "2222",
+        "--exclude-outbound-ips",
+        "198.18.0.0/24",
+        "--exclude-outbound-ports-for-uids",
+        "tcp:7777:1234",
+    ]);
+    let verify = || {
+        tproxyctl(
+            &w.topo.a,
+            &[
+                "verify",
+                "-o",
+                "json",
+                "--receipt",
+                w.receipt().to_str().unwrap(),
+            ],
+        )
+    };
+    let out = verify();
+    let j: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {} {}", stdout(&out), stderr(&out)));
+    assert!(out.status.success(), "{j:#}\n{}", stderr(&out));
+    let names: Vec<&str> = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    for want in [
+        "the installed programs are attached",
+        "outbound TCP (IPv4) is redirected",
+        "outbound TCP (IPv6) is redirected",
+        "the kuma-dp UID is not redirected",
+        "kuma-dp's connection to the instance address goes to the inbound port",
+        "excluded outbound port 3306 bypasses",
+        "UID 1234 excluded for TCP port 7777 bypasses",
+        "excluded outbound address 198.18.0.0/24 bypasses",
+        "inbound TCP (IPv4) is redirected",
+        "inbound TCP (IPv6) is redirected",
+        "excluded inbound port 2222 bypasses",
+        "DNS over UDP to 10.77.0.2 is redirected",
+        "DNS over UDP to fd00:77::2 is redirected",
+    ] {
+        assert!(
+            names.iter().any(|n| n.starts_with(want)),
+            "no {want:?} in {names:?}"
+        );
+    }
+    // verify's own cgroup and namespaces are gone, this install untouched.
+    let root = crate::ebpf_env::cgroup2_mount().unwrap();
+    let leftover: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("tproxyctl-verify-")
+        })
+        .collect();
+    assert!(leftover.is_empty(), "{leftover:?}");
+    assert_eq!(
+        cgroup_attachments(&w.cg).len(),
+        object_cgroup_programs(true)
+    );
+
+    // A link gone: verify fails and says which.
+    let dir = PathBuf::from(
+        w.receipt_json()["ebpf"]["pinned"]["dir"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    std::fs::remove_file(dir.join("link_tp_getsockopt")).unwrap();
+    let out = verify();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("tp_getsockopt"), "{}", stdout(&out));
+    w.uninstall();
+}
+
+/// How many programs an install attaches to the cgroup (all but sk_lookup).
+fn object_cgroup_programs(dns: bool) -> usize {
+    if dns { 10 } else { 4 }
+}
