@@ -234,6 +234,14 @@ fn attach_one(
     Ok(link)
 }
 
+/// Programs loaded (verified) with their maps filled, nothing attached:
+/// dropping this frees them.
+pub struct Loaded {
+    bpf: aya::Ebpf,
+    programs: Vec<&'static Program>,
+    inbound_port: u16,
+}
+
 /// Programs loaded and attached but not pinned: dropping this detaches
 /// them and frees their maps.
 pub struct Attached {
@@ -241,61 +249,79 @@ pub struct Attached {
     links: Vec<(Program, Link)>,
 }
 
-/// Loads and verifies every program of `programs` with maps holding
-/// `contents`, then attaches them to `cgroup` and to the network namespace of
-/// the calling thread. Nothing is pinned.
-pub fn attach(
-    contents: &Contents,
-    programs: &[&Program],
-    cgroup: &Path,
-) -> anyhow::Result<Attached> {
+/// Creates the maps holding `contents` and loads every program of
+/// `programs` (the verifier's verdict); changes nothing on the host.
+pub fn load(contents: &Contents, programs: &[&'static Program]) -> anyhow::Result<Loaded> {
     let mut bpf = load_and_fill(contents)?;
     for p in programs {
         load_program(&mut bpf, p)?;
     }
-    let cgroup_file =
-        File::open(cgroup).with_context(|| format!("opening cgroup {}", cgroup.display()))?;
-    // thread-self: a thread may have entered another namespace than its process.
-    let netns = File::open("/proc/thread-self/ns/net").context("opening this network namespace")?;
-
-    let mut links = Vec::new();
-    for p in programs {
-        fail_point(&format!("attach:{}", p.name))?;
-        let link = attach_one(&mut bpf, p, &cgroup_file, &netns).with_context(|| {
-            format!(
-                "attaching {} to {}",
-                p.name,
-                if p.hook.on_netns() {
-                    "this network namespace".to_string()
-                } else {
-                    format!("cgroup {}", cgroup.display())
-                }
-            )
-        })?;
-        links.push((**p, link));
-    }
-    let inbound_port = contents.config.inbound_port;
-    if programs.iter().any(|p| p.hook == Hook::SkLookup)
-        && let Err(e) = register_listeners(&mut bpf, inbound_port)
-    {
-        crate::ui::warn(format!(
-            "eBPF: a socket already listening on the inbound port {inbound_port} could not be registered ({e:#}); restart the proxy so that it registers when it listens"
-        ));
-    }
-    Ok(Attached { bpf, links })
+    Ok(Loaded {
+        bpf,
+        programs: programs.to_vec(),
+        inbound_port: contents.config.inbound_port,
+    })
 }
 
-/// Installs `contents` with `programs`: [`attach`], then pins links and
-/// maps under `dir` (created; must not exist). Any failure leaves nothing
-/// behind.
+impl Loaded {
+    /// Attaches the programs to `cgroup` and to the network namespace of the
+    /// calling thread. Nothing is pinned.
+    pub fn attach(self, cgroup: &Path) -> anyhow::Result<Attached> {
+        let Loaded {
+            mut bpf,
+            programs,
+            inbound_port,
+        } = self;
+        let cgroup_file =
+            File::open(cgroup).with_context(|| format!("opening cgroup {}", cgroup.display()))?;
+        // thread-self: a thread may have entered another namespace than its process.
+        let netns =
+            File::open("/proc/thread-self/ns/net").context("opening this network namespace")?;
+        let mut links = Vec::new();
+        for p in &programs {
+            fail_point(&format!("attach:{}", p.name))?;
+            let link = attach_one(&mut bpf, p, &cgroup_file, &netns).with_context(|| {
+                format!(
+                    "attaching {} to {}",
+                    p.name,
+                    if p.hook.on_netns() {
+                        "this network namespace".to_string()
+                    } else {
+                        format!("cgroup {}", cgroup.display())
+                    }
+                )
+            })?;
+            links.push((**p, link));
+        }
+        if programs.iter().any(|p| p.hook == Hook::SkLookup)
+            && let Err(e) = register_listeners(&mut bpf, inbound_port)
+        {
+            crate::ui::warn(format!(
+                "eBPF: a socket already listening on the inbound port {inbound_port} could not be registered ({e:#}); restart the proxy so that it registers when it listens"
+            ));
+        }
+        Ok(Attached { bpf, links })
+    }
+}
+
+impl Attached {
+    /// Pins links and maps under `dir` (created; must not exist). A failure
+    /// unpins what was pinned, and dropping the links detaches them.
+    pub fn pin(self, dir: &Path) -> anyhow::Result<Pinned> {
+        let Attached { bpf, links } = self;
+        pin_all(&bpf, links, dir)
+    }
+}
+
+/// [`load`], [`Loaded::attach`] and [`Attached::pin`] in one: any failure
+/// leaves nothing behind.
 pub fn install(
     contents: &Contents,
-    programs: &[&Program],
+    programs: &[&'static Program],
     cgroup: &Path,
     dir: &Path,
 ) -> anyhow::Result<Pinned> {
-    let Attached { bpf, links } = attach(contents, programs, cgroup)?;
-    pin_all(&bpf, links, dir)
+    load(contents, programs)?.attach(cgroup)?.pin(dir)
 }
 
 fn pin_all(bpf: &aya::Ebpf, links: Vec<(Program, Link)>, dir: &Path) -> anyhow::Result<Pinned> {

@@ -174,13 +174,16 @@ pub fn install(args: &InstallArgs, cfg: &Config) -> anyhow::Result<Exit> {
             p.cfg.redirect.inbound.port
         ));
     }
+    // Every program through the verifier before anything changes.
+    let loaded = loader::load(&p.contents, &p.programs)
+        .context("eBPF install failed; nothing on the host was changed")?;
     let txn = Txn {
         p: &p,
         found: &found,
         old: old.as_ref(),
         receipt_path: &receipt_path,
     };
-    txn.run()
+    txn.run(loaded)
 }
 
 /// True when the pinned install is this configuration, attached and intact.
@@ -304,9 +307,9 @@ impl Txn<'_> {
         }
     }
 
-    fn run(&self) -> anyhow::Result<Exit> {
+    fn run(&self, loaded: loader::Loaded) -> anyhow::Result<Exit> {
         let mut done = Done::default();
-        match self.apply(&mut done) {
+        match self.apply(loaded, &mut done) {
             Ok(r) => {
                 self.finish(&r);
                 Ok(Exit::Success)
@@ -326,9 +329,49 @@ impl Txn<'_> {
         }
     }
 
+    /// The receipt's eBPF section for pins in `dir` (none yet: the journal's).
+    fn record(&self, dir: &Path, mounted: bool, mount_dirs: &[PathBuf]) -> EbpfReceipt {
+        // The previous install's facts about the same bpffs carry over.
+        let prev = self
+            .old
+            .and_then(|o| o.ebpf.as_ref())
+            .filter(|e| e.bpffs == self.found.bpffs);
+        EbpfReceipt {
+            object_sha256: object::sha256().to_string(),
+            bpffs: self.found.bpffs.clone(),
+            bpffs_mounted: mounted || prev.is_some_and(|e| e.bpffs_mounted),
+            bpffs_dirs_created: if mounted {
+                mount_dirs.to_vec()
+            } else {
+                prev.map(|e| e.bpffs_dirs_created.clone())
+                    .unwrap_or_default()
+            },
+            cgroup: self.found.cgroup.clone(),
+            cgroup_id: std::fs::metadata(&self.found.cgroup)
+                .map(|m| m.ino())
+                .unwrap_or_default(),
+            netns_cookie: self.found.netns_cookie,
+            netns_ino: netns_ino(),
+            contents: self.p.contents.clone(),
+            pinned: loader::Pinned {
+                dir: dir.to_path_buf(),
+                links: Vec::new(),
+                maps: Vec::new(),
+            },
+            object_copy: Some(self.p.cfg.ebpf.programs_source_path.join(object::FILE_NAME)),
+            object_dir_created: prev.is_some_and(|e| e.object_dir_created),
+        }
+    }
+
     /// The changes, in order; `done` says how far it got.
-    fn apply(&self, done: &mut Done) -> anyhow::Result<Receipt> {
+    fn apply(&self, loaded: loader::Loaded, done: &mut Done) -> anyhow::Result<Receipt> {
         let adds_v6 = self.wants_v6() && !netif::has_passthrough_v6(&self.p.loopback);
+        let bpffs = &self.found.bpffs;
+        let root = pin_root(bpffs, self.found.netns_cookie);
+        let dir = root.join(format!("g{}", now().1));
+        // The journal: what this run may leave if it is killed (uninstall
+        // then removes every pin directory of this namespace, the mount and
+        // ::6 it names).
         let mut journal = self.old.cloned().unwrap_or_else(|| self.skeleton());
         journal.pending = Some(Pending {
             operation: "install".to_string(),
@@ -338,17 +381,16 @@ impl Txn<'_> {
             ipv6_loopback: adds_v6,
             firewalld: None,
         });
+        journal.ebpf = Some(self.record(&dir, self.found.needs_mount, &[]));
         if !receipt::is_none(self.receipt_path) {
             receipt::store(self.receipt_path, &journal)
                 .context("writing the journal to the receipt before any change")?;
             done.journal = true;
         }
-        let bpffs = &self.found.bpffs;
         if self.found.needs_mount {
             mount_bpffs(bpffs, &mut done.mount_dirs)?;
             done.mounted = true;
         }
-        let root = pin_root(bpffs, self.found.netns_cookie);
         make_private_dirs(&root, &mut done.made_dirs)?;
         let (copy, created) = write_object_copy(&self.p.cfg.ebpf.programs_source_path)?;
         let old_copy = self
@@ -363,38 +405,13 @@ impl Txn<'_> {
         if adds_v6 {
             done.added_v6 = netif::add_passthrough_v6(&self.p.loopback)?;
         }
-        let dir = root.join(format!("g{}", now().1));
-        let pinned = loader::install(&self.p.contents, &self.p.programs, &self.found.cgroup, &dir)?;
-        // The previous install's facts about the same bpffs carry over.
-        let prev = self
-            .old
-            .and_then(|o| o.ebpf.as_ref())
-            .filter(|e| e.bpffs == *bpffs);
+        let pinned = loaded.attach(&self.found.cgroup)?.pin(&dir)?;
         let mut r = self.skeleton();
         r.ipv6_loopback_added = done.added_v6 || (self.wants_v6() && self.old_v6());
-        r.ebpf = Some(EbpfReceipt {
-            object_sha256: object::sha256().to_string(),
-            bpffs: bpffs.clone(),
-            bpffs_mounted: done.mounted || prev.is_some_and(|e| e.bpffs_mounted),
-            bpffs_dirs_created: if done.mounted {
-                done.mount_dirs.clone()
-            } else {
-                prev.map(|e| e.bpffs_dirs_created.clone())
-                    .unwrap_or_default()
-            },
-            cgroup: self.found.cgroup.clone(),
-            cgroup_id: std::fs::metadata(&self.found.cgroup)?.ino(),
-            netns_cookie: self.found.netns_cookie,
-            netns_ino: netns_ino(),
-            contents: self.p.contents.clone(),
-            pinned: pinned.clone(),
-            object_copy: Some(copy),
-            object_dir_created: created
-                || self
-                    .old
-                    .and_then(|o| o.ebpf.as_ref())
-                    .is_some_and(|e| e.object_dir_created),
-        });
+        let mut e = self.record(&dir, done.mounted, &done.mount_dirs);
+        e.pinned = pinned.clone();
+        e.object_dir_created |= done.object_dir_created;
+        r.ebpf = Some(e);
         if !receipt::is_none(self.receipt_path)
             && let Err(e) = receipt::store(self.receipt_path, &r)
         {
@@ -501,13 +518,14 @@ fn mount_bpffs(path: &Path, made: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     .with_context(|| format!("mounting a bpffs on {}", path.display()))
 }
 
-/// Nothing but the files a bpffs shows when mounted (`maps.debug`,
-/// `progs.debug`, …) is left in it.
+/// A bpffs with nothing but the files it shows when mounted
+/// (`maps.debug`, `progs.debug`, …) left in it.
 fn bpffs_unused(path: &Path) -> bool {
-    std::fs::read_dir(path).is_ok_and(|d| {
-        d.flatten()
-            .all(|e| e.file_name().to_string_lossy().ends_with(".debug"))
-    })
+    sys::fs_type(path).is_ok_and(|t| t == sys::BPF_FS_MAGIC)
+        && std::fs::read_dir(path).is_ok_and(|d| {
+            d.flatten()
+                .all(|e| e.file_name().to_string_lossy().ends_with(".debug"))
+        })
 }
 
 fn unmount_bpffs(path: &Path) -> Vec<String> {

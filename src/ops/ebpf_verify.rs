@@ -544,8 +544,10 @@ pub fn run(args: &VerifyArgs, r: &Receipt, path: &Path) -> anyhow::Result<Exit> 
     let own = OwnCgroup::enter().context("making a throwaway cgroup for the checks")?;
     let cg = own.path.clone();
     let c2 = contents.clone();
-    let attached = on_thread(&bench.host, 0, move || loader::attach(&c2, &programs, &cg))
-        .context("attaching the programs to the throwaway namespace and cgroup")?;
+    let attached = on_thread(&bench.host, 0, move || {
+        loader::load(&c2, &programs)?.attach(&cg)
+    })
+    .context("attaching the programs to the throwaway namespace and cgroup")?;
     let (tx, rx) = mpsc::channel();
     listeners(&bench, cfg, out_port, in_port, &app_ports, &tx)?;
     let mut run = Run {
