@@ -574,6 +574,9 @@ pub const STAT_NAMES: &[&str] = &[
 /// errors met; keeps going after each.
 pub fn remove_dir(dir: &Path) -> Vec<String> {
     let mut errors = Vec::new();
+    if let Err(why) = check_our_pin_dir(dir) {
+        return vec![why];
+    }
     let mut link_ids = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -608,6 +611,27 @@ pub fn remove_dir(dir: &Path) -> Vec<String> {
     errors
 }
 
+/// Only a directory of ours is emptied, whatever a receipt says: it must be
+/// on a bpffs, at `<bpffs>/tproxyctl/net-<cookie>/<name>`.
+fn check_our_pin_dir(dir: &Path) -> Result<(), String> {
+    let names: Vec<String> = dir
+        .components()
+        .rev()
+        .take(3)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let shaped = names.len() == 3 && names[1].starts_with("net-") && names[2] == OURS;
+    let on_bpffs = sys::fs_type(dir).is_ok_and(|t| t == sys::BPF_FS_MAGIC);
+    let exists = dir.exists();
+    if exists && (!shaped || !on_bpffs) {
+        return Err(format!(
+            "refusing to remove {}: not a tproxyctl pin directory on a BPF filesystem (<bpffs>/{OURS}/net-<cookie>/<name>)",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 /// True while a link with this id exists.
 pub fn link_exists(id: u32) -> bool {
     sys::link_fd_by_id(id).is_ok()
@@ -626,4 +650,30 @@ pub fn our_dirs_in(root: &Path) -> Vec<PathBuf> {
         .collect();
     dirs.sort();
     dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_pin_directories_are_emptied() {
+        // A directory a damaged or hostile receipt could name.
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("tproxyctl/net-1/g1");
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::write(victim.join("precious"), "keep me").unwrap();
+        let errors = remove_dir(&victim);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("not a tproxyctl pin directory")),
+            "{errors:?}"
+        );
+        assert!(victim.join("precious").exists());
+        let errors = remove_dir(d.path());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        // Gone already: nothing to do, no error.
+        assert!(remove_dir(&d.path().join("tproxyctl/net-1/gone")).is_empty());
+    }
 }

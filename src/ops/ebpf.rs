@@ -9,6 +9,7 @@
 //! detach, maps go), `::6` if we added it, the object copy, and the
 //! receipt. The BPF work itself is in [`crate::ebpf`].
 
+use std::fs::File;
 use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
@@ -561,8 +562,31 @@ fn write_object_copy(dir: &Path) -> anyhow::Result<(PathBuf, bool)> {
     Ok((path, created))
 }
 
+/// True for a regular file called `tproxy.bpf.o` holding a BPF ELF object
+/// (what install writes), so that a receipt naming another file never
+/// removes it.
+fn is_object_copy(path: &Path) -> bool {
+    use std::io::Read;
+    let named = path.file_name().is_some_and(|n| n == object::FILE_NAME);
+    let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+    let mut head = [0u8; 20];
+    let elf_bpf = File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        // ELF magic, and e_machine (offset 18, little endian) EM_BPF = 247
+        && head[..4] == *b"\x7fELF"
+        && u16::from_le_bytes([head[18], head[19]]) == 247;
+    named && regular && elf_bpf
+}
+
 fn remove_object_copy(path: &Path, dir_created: bool) -> Vec<String> {
     let mut errors = Vec::new();
+    if path.exists() && !is_object_copy(path) {
+        return vec![format!(
+            "refusing to remove {}: not the BPF object install wrote",
+            path.display()
+        )];
+    }
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -985,4 +1009,42 @@ fn write_status(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_object_install_wrote_is_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let fake = d.path().join(object::FILE_NAME);
+        std::fs::write(&fake, "not an object").unwrap();
+        assert!(!is_object_copy(&fake));
+        let errors = remove_object_copy(&fake, false);
+        assert!(errors[0].contains("refusing"), "{errors:?}");
+        assert!(fake.exists());
+        let other = d.path().join("shadow");
+        std::fs::write(&other, object::OBJECT).unwrap();
+        assert!(!is_object_copy(&other), "the name matters too");
+        std::fs::write(&fake, object::OBJECT).unwrap();
+        assert!(is_object_copy(&fake));
+        assert!(remove_object_copy(&fake, false).is_empty());
+        assert!(!fake.exists());
+    }
+
+    #[test]
+    fn the_instance_address_is_required() {
+        let mut cfg = Config::default();
+        let e = instance_ip(&cfg).unwrap_err().to_string();
+        assert!(e.contains("--ebpf-instance-ip"), "{e}");
+        cfg.ebpf.instance_ip_env_var_name = Some("TPROXYCTL_TEST_SURELY_UNSET".into());
+        let e = instance_ip(&cfg).unwrap_err().to_string();
+        assert!(e.contains("TPROXYCTL_TEST_SURELY_UNSET"), "{e}");
+        cfg.ebpf.instance_ip = Some("10.0.0.5".parse().unwrap());
+        assert_eq!(
+            instance_ip(&cfg).unwrap(),
+            "10.0.0.5".parse::<IpAddr>().unwrap()
+        );
+    }
 }

@@ -919,3 +919,39 @@ fn verify_proves_an_ebpf_install_in_a_throwaway_cgroup_and_namespaces() {
 fn object_cgroup_programs(dns: bool) -> usize {
     if dns { 10 } else { 4 }
 }
+
+#[test]
+fn tc_attach_iface_limits_inbound_redirection_to_that_interface() {
+    require_ebpf!();
+    let w = World::new("et");
+    w.topo
+        .a
+        .ip(&["link", "add", "dm0", "type", "veth", "peer", "name", "dm1"]);
+    let app = peer_recorder(&w.topo.a, SocketAddr::from((Ipv6Addr::UNSPECIFIED, 8080)));
+    w.install(&["--ebpf-tc-attach-iface", "va"]);
+    let fwd = w.forwarder();
+    assert_eq!(
+        from_peer(&w, v4(A4, 8080), None),
+        "hello from the application"
+    );
+    let peer = app.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        peer.ip().to_string(),
+        "::ffff:127.0.0.6",
+        "through the inbound port"
+    );
+    // Another interface named: what arrives on va is left alone.
+    w.install(&["--ebpf-tc-attach-iface", "dm0"]);
+    assert_eq!(
+        from_peer(&w, v4(A4, 8080), None),
+        "hello from the application"
+    );
+    let peer = app.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        peer.ip().to_string(),
+        "::ffff:10.77.0.2",
+        "straight to the application"
+    );
+    drop(fwd);
+    w.uninstall();
+}
