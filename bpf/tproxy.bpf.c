@@ -193,22 +193,41 @@ static __always_inline int port_listed(__u8 dir, __u16 port)
 	return bpf_map_lookup_elem(&tp_ports, &k) != 0;
 }
 
+/* One --exclude-outbound-ports-for-uids lookup, for bpf_loop: the verifier
+ * checks the callback once, where an open-coded loop over the rules would
+ * be walked rule by rule at every call site (it made loading take a second). */
+struct uid_match {
+	__u32 uid;
+	__u16 port;
+	__u8 proto;
+	__u8 found;
+};
+
+static long uid_rule(__u32 index, void *data)
+{
+	struct uid_match *m = data;
+	__u32 k = index;
+	struct tp_uid_rule *r = bpf_map_lookup_elem(&tp_uid_rules, &k);
+	if (!r)
+		return 1;
+	if ((r->protocols & m->proto) && m->uid >= r->uid_first &&
+	    m->uid <= r->uid_last && m->port >= r->port_first &&
+	    m->port <= r->port_last) {
+		m->found = 1;
+		return 1;
+	}
+	return 0;
+}
+
 static __always_inline int uid_excluded(const struct tp_config *cfg, __u32 uid,
 					__u16 port, __u8 proto)
 {
-	for (__u32 i = 0; i < TP_MAX_UID_RULES; i++) {
-		if (i >= cfg->uid_rule_count)
-			break;
-		__u32 k = i;
-		struct tp_uid_rule *r = bpf_map_lookup_elem(&tp_uid_rules, &k);
-		if (!r)
-			break;
-		if ((r->protocols & proto) && uid >= r->uid_first &&
-		    uid <= r->uid_last && port >= r->port_first &&
-		    port <= r->port_last)
-			return 1;
-	}
-	return 0;
+	__u32 n = cfg->uid_rule_count;
+	if (!n)
+		return 0;
+	struct uid_match m = { .uid = uid, .port = port, .proto = proto };
+	bpf_loop(n > TP_MAX_UID_RULES ? TP_MAX_UID_RULES : n, uid_rule, &m, 0);
+	return m.found;
 }
 
 static __always_inline __u32 current_uid(void)

@@ -51,11 +51,12 @@ RECEIPT="$WORK/receipt.json"
 FWD_PID=""
 
 tp() { nsenter --net="/run/netns/$APP" -- "$bin" "$@"; }
-pin() { if [ "$PIN" = none ]; then "$@"; else taskset -c "$PIN" "$@"; fi; }
-# in the app namespace and the run's cgroup
+PINCMD=()
+[ "$PIN" = none ] || PINCMD=(taskset -c "$PIN")
+# in the app namespace and the run's cgroup (pinned)
 in_app() { sh -c 'echo $$ > "$0" && n="$1" && shift && exec nsenter --net="$n" -- "$@"' \
-  "$CG/cgroup.procs" "/run/netns/$APP" "$@"; }
-in_srv() { ip netns exec "$SRV" "$@"; }
+  "$CG/cgroup.procs" "/run/netns/$APP" "${PINCMD[@]}" "$@"; }
+in_srv() { ip netns exec "$SRV" "${PINCMD[@]}" "$@"; }
 
 cleanup() {
   trap - EXIT INT TERM
@@ -94,8 +95,8 @@ ip -n "$APP" link set va up
 ip -n "$SRV" link set vb up
 ip netns exec "$APP" sysctl -qw net.ipv4.ip_local_reserved_ports="15001,15006,15053" >/dev/null
 
-pin in_srv "$PROBE" serve "[::]:7000" 64 >"$WORK/echo.log" 2>&1 &
-pin in_srv iperf3 -s -p 5201 >"$WORK/iperf3.log" 2>&1 &
+in_srv "$PROBE" serve "[::]:7000" 64 >"$WORK/echo.log" 2>&1 &
+in_srv iperf3 -s -p 5201 >"$WORK/iperf3.log" 2>&1 &
 for _ in $(seq 50); do in_srv ss -Hltn 'sport = :7000' | grep -q . && break; sleep 0.1; done
 
 IPT=(install transparent-proxy --kuma-dp-user "$UID_DP" --redirect-inbound=false --receipt "$RECEIPT")
@@ -126,7 +127,7 @@ time_mode() { # mode args...
 }
 
 start_forwarder() {
-  pin in_app "$bin" forwarder --user "$UID_DP" --kuma-dp-user "$UID_DP" --redirect-inbound=false \
+  in_app "$bin" forwarder --user "$UID_DP" --kuma-dp-user "$UID_DP" --redirect-inbound=false \
     --receipt "$WORK/no-receipt.json" --admin-address off "$@" >"$WORK/forwarder.log" 2>&1 &
   FWD_PID=$!
   for _ in $(seq 100); do
@@ -139,16 +140,16 @@ start_forwarder() {
 
 probes() { # mode
   local mode=$1 out i p50s="" p99s=""
-  out=$(pin in_app timeout $((THR_SECS + 15)) iperf3 -c 10.88.0.2 -p 5201 -t "$THR_SECS" -O 1 -J 2>>"$WORK/iperf3-client.log")
+  out=$(in_app timeout $((THR_SECS + 15)) iperf3 -c 10.88.0.2 -p 5201 -t "$THR_SECS" -O 1 -J 2>>"$WORK/iperf3-client.log")
   R[$mode,thr]=$(printf '%s\n' "$out" | awk '/"sum_received"/{f=1} f&&/"bits_per_second"/{gsub(/[ ,]/,""); split($0,a,":"); printf "%.0f\n", a[2]/8e6; exit}')
   for i in $(seq "$RTT_REPEAT"); do
-    out=$(pin in_app timeout 60 "$PROBE" rtt 10.88.0.2:7000 "$RTT_N" 2000 2>>"$WORK/probe.log")
+    out=$(in_app timeout 60 "$PROBE" rtt 10.88.0.2:7000 "$RTT_N" 2000 2>>"$WORK/probe.log")
     p50s+="$(printf '%s' "$out" | kv p50)"$'\n'
     p99s+="$(printf '%s' "$out" | kv p99)"$'\n'
   done
   R[$mode,p50]=$(printf '%s' "$p50s" | grep . | median)
   R[$mode,p99]=$(printf '%s' "$p99s" | grep . | median)
-  out=$(pin in_app timeout $((CONN_SECS + 20)) "$PROBE" connrate 10.88.0.2:7000 "$CONN_SECS" "$CONN_CONC" 2>>"$WORK/probe.log")
+  out=$(in_app timeout $((CONN_SECS + 20)) "$PROBE" connrate 10.88.0.2:7000 "$CONN_SECS" "$CONN_CONC" 2>>"$WORK/probe.log")
   R[$mode,conn]=$(printf '%s' "$out" | kv per_s)
   R[$mode,connerr]=$(printf '%s' "$out" | kv errors)
 }
@@ -157,9 +158,9 @@ run_mode() { # mode install-args...
   local mode=$1
   shift
   log "$mode: install/uninstall x$INSTALL_RUNS"
-  time_mode "$mode" "$@" || return 1
+  time_mode "$mode" "$@" || { tp "${UNINSTALL[@]}" >/dev/null 2>&1; return 1; }
   tp "$@" >/dev/null 2>&1 || return 1
-  start_forwarder || return 1
+  start_forwarder || { tp "${UNINSTALL[@]}" >/dev/null 2>&1; return 1; }
   log "$mode: probes"
   probes "$mode"
   kill "$FWD_PID" 2>/dev/null

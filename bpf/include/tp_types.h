@@ -171,6 +171,8 @@ static long (*bpf_sock_map_update)(struct bpf_sock_ops *skops, void *map,
 static long (*bpf_sk_release)(void *sock) = (void *)86;
 static __u64 (*bpf_get_netns_cookie)(void *ctx) = (void *)122;
 static long (*bpf_sk_assign)(void *ctx, void *sk, __u64 flags) = (void *)124;
+static long (*bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx,
+			__u64 flags) = (void *)181;
 
 /* libbpf's map-definition and section conventions (bpf_helpers.h) */
 #define SEC(name) __attribute__((section(name), used))

@@ -15,10 +15,10 @@ use serde::Serialize;
 use super::{cgroup, sys};
 use crate::config::ebpf::EbpfConfig;
 
-/// Oldest kernel with every hook and field the programs use: sk_lookup's
-/// `ingress_ifindex` is 5.17 (bpf_link cgroup attachment 5.7, sk_lookup 5.9,
-/// listening sockets in a sockmap 5.10, `bpf_get_netns_cookie` in sockops
-/// and getsockopt programs 5.15).
+/// Oldest kernel with every hook, field and helper the programs use: sk_lookup's
+/// `ingress_ifindex` and `bpf_loop` are 5.17 (bpf_link cgroup attachment 5.7,
+/// sk_lookup 5.9, listening sockets in a sockmap 5.10, `bpf_get_netns_cookie`
+/// in sockops and getsockopt programs 5.15).
 pub const MIN_KERNEL: (u32, u32) = (5, 17);
 
 /// One check and how it went.

@@ -50,7 +50,7 @@ fn loader_pins_reads_back_and_removes_everything() {
     cfg.redirect.dns.enabled = true;
     cfg.redirect.outbound.exclude_ports = vec![3306];
     cfg.ebpf.instance_ip = Some(IpAddr::V4(A4));
-    let dir = fs.path().join("tproxyctl").join("one");
+    let dir = fs.path().join("tproxyctl/net-test/one");
     let (contents, pinned) = install_in(&topo.a, cfg, cg.path.clone(), dir.clone());
 
     assert_eq!(loader::read_contents(&dir).unwrap(), contents);
@@ -101,7 +101,7 @@ fn loader_redirects_outbound_to_the_forwarder_with_the_original_destination() {
     let server = tcp_recorder(&topo.b, v4(REMOTE4, 80), "remote");
     let mut cfg = Config::default();
     cfg.ebpf.instance_ip = Some(IpAddr::V4(A4));
-    let dir = fs.path().join("tproxyctl").join("one");
+    let dir = fs.path().join("tproxyctl/net-test/one");
     let (_, _pinned) = install_in(&topo.a, cfg, cg.path.clone(), dir.clone());
     let fwd = CgForwarder::start(&topo.a, &cg, &[]);
 
