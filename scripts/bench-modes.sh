@@ -94,10 +94,21 @@ ip -n "$SRV" -6 addr add fd00:88::2/64 dev vb nodad
 ip -n "$APP" link set va up
 ip -n "$SRV" link set vb up
 ip netns exec "$APP" sysctl -qw net.ipv4.ip_local_reserved_ports="15001,15006,15053" >/dev/null
+# The conn probe makes thousands of connections to one server address; in
+# TIME_WAIT they would exhaust the ports towards it and slow down connect()
+# for the next mode. Each mode gets its own server port, a wide port range,
+# and TIME_WAIT reuse (all of it in the namespace only).
+ip netns exec "$APP" sysctl -qw net.ipv4.ip_local_port_range="10000 65000" >/dev/null
+ip netns exec "$APP" sysctl -qw net.ipv4.tcp_tw_reuse=1 >/dev/null
 
-in_srv "$PROBE" serve "[::]:7000" 64 >"$WORK/echo.log" 2>&1 &
+declare -A ECHO=([direct]=7000 [iptables]=7001 [ebpf]=7002)
+for port in "${ECHO[@]}"; do
+  in_srv "$PROBE" serve "[::]:$port" 64 >"$WORK/echo-$port.log" 2>&1 &
+done
 in_srv iperf3 -s -p 5201 >"$WORK/iperf3.log" 2>&1 &
-for _ in $(seq 50); do in_srv ss -Hltn 'sport = :7000' | grep -q . && break; sleep 0.1; done
+for port in "${ECHO[@]}"; do
+  for _ in $(seq 50); do in_srv ss -Hltn "sport = :$port" | grep -q . && break; sleep 0.1; done
+done
 
 IPT=(install transparent-proxy --kuma-dp-user "$UID_DP" --redirect-inbound=false --receipt "$RECEIPT")
 EBPF=("${IPT[@]}" --ebpf-enabled --ebpf-instance-ip 10.88.0.1 --ebpf-cgroup-path "$CG"
@@ -143,14 +154,15 @@ probes() { # mode
   out=$(in_app timeout $((THR_SECS + 15)) iperf3 -c 10.88.0.2 -p 5201 -t "$THR_SECS" -O 1 -J 2>>"$WORK/iperf3-client.log")
   R[$mode,thr]=$(printf '%s\n' "$out" | awk '/"sum_received"/{f=1} f&&/"bits_per_second"/{gsub(/[ ,]/,""); split($0,a,":"); printf "%.0f\n", a[2]/8e6; exit}')
   for i in $(seq "$RTT_REPEAT"); do
-    out=$(in_app timeout 60 "$PROBE" rtt 10.88.0.2:7000 "$RTT_N" 2000 2>>"$WORK/probe.log")
+    out=$(in_app timeout 60 "$PROBE" rtt "10.88.0.2:${ECHO[$mode]}" "$RTT_N" 2000 2>>"$WORK/probe.log")
     p50s+="$(printf '%s' "$out" | kv p50)"$'\n'
     p99s+="$(printf '%s' "$out" | kv p99)"$'\n'
   done
   R[$mode,p50]=$(printf '%s' "$p50s" | grep . | median)
   R[$mode,p99]=$(printf '%s' "$p99s" | grep . | median)
-  out=$(in_app timeout $((CONN_SECS + 20)) "$PROBE" connrate 10.88.0.2:7000 "$CONN_SECS" "$CONN_CONC" 2>>"$WORK/probe.log")
+  out=$(in_app timeout $((CONN_SECS + 20)) "$PROBE" connrate "10.88.0.2:${ECHO[$mode]}" "$CONN_SECS" "$CONN_CONC" 2>>"$WORK/probe.log")
   R[$mode,conn]=$(printf '%s' "$out" | kv per_s)
+  R[$mode,connp50]=$(printf '%s' "$out" | kv p50_us)
   R[$mode,connerr]=$(printf '%s' "$out" | kv errors)
 }
 
@@ -179,15 +191,16 @@ v() { local x="${R[$1]:-}"; printf '%s' "${x:--}"; }
 added() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/) printf "%+.1f", a-b; else printf "-" }'; }
 echo
 echo "bench-modes: $(uname -r), $(nproc) CPU(s) (PIN=$PIN), thr=${THR_SECS}s x1 stream, rtt=${RTT_N} trips x${RTT_REPEAT} (median), conn=${CONN_SECS}s x${CONN_CONC} workers, install/uninstall median of ${INSTALL_RUNS}"
-printf '%-9s %9s | %8s %7s %8s | %8s | %10s %12s\n' mode "thr MB/s" "p50 us" "+us" "p99 us" "conn/s" "install ms" "uninstall ms"
-echo "-----------------------------------------------------------------------------------"
+printf '%-9s %9s | %8s %7s %8s | %8s %9s | %10s %12s\n' mode "thr MB/s" "p50 us" "+us" "p99 us" "conn/s" "conn p50" "install ms" "uninstall ms"
+echo "---------------------------------------------------------------------------------------------"
 for m in direct iptables ebpf; do
   if [ -n "${R[$m,note]:-}" ]; then printf '%-9s %s\n' "$m" "${R[$m,note]}"; continue; fi
-  printf '%-9s %9s | %8s %7s %8s | %8s | %10s %12s\n' "$m" "$(v "$m,thr")" "$(v "$m,p50")" \
-    "$(added "$(v "$m,p50")" "$(v direct,p50)")" "$(v "$m,p99")" "$(v "$m,conn")" \
+  printf '%-9s %9s | %8s %7s %8s | %8s %9s | %10s %12s\n' "$m" "$(v "$m,thr")" "$(v "$m,p50")" \
+    "$(added "$(v "$m,p50")" "$(v direct,p50)")" "$(v "$m,p99")" "$(v "$m,conn")" "$(v "$m,connp50")" \
     "$(v "$m,install")" "$(v "$m,uninstall")"
 done
-echo "+us = p50 added over direct; iptables and ebpf both go through tproxyctl forwarder (--user $UID_DP)."
+echo "+us = p50 added over direct; conn p50 = median connect+echo+close time in us;"
+echo "iptables and ebpf both go through tproxyctl forwarder (--user $UID_DP)."
 for m in direct iptables ebpf; do
   e="${R[$m,connerr]:-0}"
   [ "$e" != 0 ] && [ -n "$e" ] && echo "note: $m had $e connection errors in the conn probe"

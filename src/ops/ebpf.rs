@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -558,7 +558,19 @@ fn write_object_copy(dir: &Path) -> anyhow::Result<(PathBuf, bool)> {
     }
     receipt::check_trusted_dir(dir).context("--ebpf-programs-source-path")?;
     let path = dir.join(object::FILE_NAME);
-    receipt::write_atomic(&path, object::OBJECT, 0o644)?;
+    // A copy for people to read: replaced atomically (a temporary file made
+    // exclusively, renamed over), but not synced — losing it to a crash
+    // costs nothing, and syncing it cost a third of the install's time.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tproxy.bpf.o.")
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(object::OBJECT)
+        .with_context(|| format!("writing {}", tmp.path().display()))?;
+    tmp.persist(&path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok((path, created))
 }
 
