@@ -15,6 +15,10 @@
 # trips, RTT_REPEAT runs, median) -> p50/p99 us; CONN_CONC workers connecting
 # for CONN_SECS s -> conn/s; install and uninstall wall time (median of
 # INSTALL_RUNS, the install's own process included).
+# With PERF=1 (and perf installed) also: the CPU time (perf stat task-clock)
+# and, where the machine has hardware counters, the instructions of the
+# client and the forwarder per connection over PERF_CONNS sequential
+# connections — less sensitive to a busy machine than wall-clock rates.
 # The forwarder and the probes run in a child cgroup made for the run (the
 # eBPF programs attach there only); PIN (default 0) pins every process of the
 # run to those CPUs (taskset), "none" to leave them free. Needs root, iperf3,
@@ -31,6 +35,8 @@ RTT_REPEAT="${RTT_REPEAT:-3}"
 CONN_SECS="${CONN_SECS:-3}"
 CONN_CONC="${CONN_CONC:-4}"
 INSTALL_RUNS="${INSTALL_RUNS:-5}"
+PERF="${PERF:-0}"
+PERF_CONNS="${PERF_CONNS:-5000}"
 UID_DP=5678
 
 log() { printf '[bench-modes] %s\n' "$*" >&2; }
@@ -166,6 +172,31 @@ probes() { # mode
   R[$mode,connerr]=$(printf '%s' "$out" | kv errors)
 }
 
+# CPU time and instructions per connection: client (and forwarder, when running)
+perf_conn() { # mode
+  local mode=$1 fperf=""
+  [ "$PERF" = 1 ] && command -v perf >/dev/null || return 0
+  rm -f "$WORK/fwd.perf" "$WORK/cli.perf"
+  if [ -n "$FWD_PID" ]; then
+    perf stat -x, -e task-clock,instructions -p "$FWD_PID" -o "$WORK/fwd.perf" 2>/dev/null &
+    fperf=$!
+    sleep 0.3
+  fi
+  perf stat -x, -e task-clock,instructions -o "$WORK/cli.perf" -- sh -c \
+    'echo $$ > "$0" && n="$1" && shift && exec nsenter --net="$n" -- "$@"' \
+    "$CG/cgroup.procs" "/run/netns/$APP" "${PINCMD[@]}" \
+    "$PROBE" connrate "10.88.0.2:${ECHO[$mode]}" 600 1 "$PERF_CONNS" >/dev/null 2>>"$WORK/probe.log"
+  if [ -n "$fperf" ]; then
+    kill -INT "$fperf" 2>/dev/null
+    wait "$fperf" 2>/dev/null
+  fi
+  # task-clock is in ms; instructions may be <not supported> on a VM
+  R[$mode,cpu]=$(cat "$WORK/cli.perf" "$WORK/fwd.perf" 2>/dev/null | awk -F, -v n="$PERF_CONNS" \
+    '$3 ~ /task-clock/ && $1 ~ /^[0-9.]+$/ {s += $1} END{ if (s > 0) printf "%.1f", s * 1000 / n; else print "-" }')
+  R[$mode,insn]=$(cat "$WORK/cli.perf" "$WORK/fwd.perf" 2>/dev/null | awk -F, -v n="$PERF_CONNS" \
+    '$3 ~ /instructions/ && $1 ~ /^[0-9]+$/ {s += $1; k++} END{ if (k > 0) printf "%.0f", s / n; else print "not supported" }')
+}
+
 run_mode() { # mode install-args...
   local mode=$1
   shift
@@ -175,6 +206,7 @@ run_mode() { # mode install-args...
   start_forwarder || { tp "${UNINSTALL[@]}" >/dev/null 2>&1; return 1; }
   log "$mode: probes"
   probes "$mode"
+  perf_conn "$mode"
   kill "$FWD_PID" 2>/dev/null
   wait "$FWD_PID" 2>/dev/null
   FWD_PID=""
@@ -184,6 +216,7 @@ run_mode() { # mode install-args...
 T0=$(date +%s)
 log "direct: probes"
 probes direct
+perf_conn direct
 run_mode iptables "${IPT[@]}" || R[iptables,note]=failed
 run_mode ebpf "${EBPF[@]}" || R[ebpf,note]=failed
 
@@ -199,6 +232,11 @@ for m in direct iptables ebpf; do
     "$(added "$(v "$m,p50")" "$(v direct,p50)")" "$(v "$m,p99")" "$(v "$m,conn")" "$(v "$m,connp50")" \
     "$(v "$m,install")" "$(v "$m,uninstall")"
 done
+if [ "$PERF" = 1 ]; then
+  for m in direct iptables ebpf; do
+    echo "per connection (client + forwarder, perf stat, ${PERF_CONNS} sequential): $m CPU $(v "$m,cpu") us, instructions $(v "$m,insn")"
+  done
+fi
 echo "+us = p50 added over direct; conn p50 = median connect+echo+close time in us;"
 echo "iptables and ebpf both go through tproxyctl forwarder (--user $UID_DP)."
 for m in direct iptables ebpf; do
