@@ -248,9 +248,10 @@ fn restore_cmd(exes: &Executables, opts: &RestoreOptions, flags: &[&str]) -> Cmd
     if exes.mode == Mode::Legacy {
         if opts.wait > 0 {
             cmd = cmd.arg(format!("--wait={}", opts.wait));
-        }
-        if opts.wait_interval > 0 {
-            cmd = cmd.arg(format!("--wait-interval={}", opts.wait_interval));
+            // iptables refuses --wait-interval without --wait
+            if opts.wait_interval > 0 {
+                cmd = cmd.arg(format!("--wait-interval={}", opts.wait_interval));
+            }
         }
         // Policy counters are declared in the input (transaction_input).
         cmd = cmd.arg("--counters");
@@ -346,9 +347,17 @@ fn with_retries(
     Err(last.expect("at least one attempt"))
 }
 
+/// Whether restore exited with status 2, iptables' "parameter problem": a
+/// usage error, which no retry changes.
+fn parameter_problem(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<crate::host::exec::CommandError>()
+        .is_some_and(|c| c.status == "exit status 2")
+}
+
 /// `restore --test --noflush`: validates the input without changing
 /// anything. Retried like the apply (the legacy xtables lock may be held by
-/// another program), except when restore rejected a rule: that will not change.
+/// another program, exit status 4), except when restore rejected a rule or
+/// its arguments: that will not change.
 pub fn test_input(exes: &Executables, opts: &RestoreOptions, input: &str) -> anyhow::Result<()> {
     with_retries(
         exes,
@@ -356,7 +365,7 @@ pub fn test_input(exes: &Executables, opts: &RestoreOptions, input: &str) -> any
         &["--test", "--noflush"],
         input,
         "checking",
-        |e| offending_line(&stderr_of(e), input).is_none(),
+        |e| offending_line(&stderr_of(e), input).is_none() && !parameter_problem(e),
     )
     .map_err(|e| restore_error(exes, "validation (iptables-restore --test)", e, input))
 }
@@ -400,14 +409,119 @@ pub fn delete_table_if_pristine(
     if !current.table(table).is_some_and(SavedTable::is_pristine) {
         return Ok(false);
     }
-    let family = match exes.family {
-        Family::Ipv4 => "ip",
-        Family::Ipv6 => "ip6",
-    };
+    let family = nft_family(exes.family);
     Cmd::new(nft)
         .args(["delete", "table", family, table.as_str()])
         .run()
         .with_context(|| format!("removing the empty {family} {} table", table.as_str()))?;
+    Ok(true)
+}
+
+/// The nft family name of an iptables family.
+fn nft_family(family: Family) -> &'static str {
+    match family {
+        Family::Ipv4 => "ip",
+        Family::Ipv6 => "ip6",
+    }
+}
+
+/// The base chains nft has in `exes`'s family, as (table, chain); `None`
+/// when that cannot be known (legacy, where built-in chains always exist,
+/// or no `nft` program). `iptables-nft-save` prints every built-in chain of
+/// a table whether nft has it or not, so it cannot tell.
+pub fn nft_base_chains(
+    exes: &Executables,
+) -> anyhow::Result<Option<BTreeSet<(TableName, String)>>> {
+    if exes.mode != Mode::Nft {
+        return Ok(None);
+    }
+    let Ok(nft) = which::which("nft") else {
+        return Ok(None);
+    };
+    let out = Cmd::new(nft)
+        .args(["-j", "list", "chains", nft_family(exes.family)])
+        .run()?;
+    let json: serde_json::Value =
+        serde_json::from_str(&out.stdout).context("reading `nft -j list chains`")?;
+    let mut chains = BTreeSet::new();
+    for item in json["nftables"].as_array().into_iter().flatten() {
+        let c = &item["chain"];
+        if c["hook"].is_string()
+            && let (Some(t), Some(n)) = (c["table"].as_str(), c["name"].as_str())
+            && let Some(table) = TableName::parse(t)
+        {
+            chains.insert((table, n.to_string()));
+        }
+    }
+    Ok(Some(chains))
+}
+
+/// Built-in chains `plan` writes rules into that nft does not have yet in
+/// tables that exist (the install creates them): what the receipt records as
+/// `builtin_created`. Asks nft only when there is such a candidate.
+pub fn base_chains_to_create(
+    exes: &Executables,
+    plan: &FamilyRules,
+    before: &Saved,
+) -> anyhow::Result<Vec<(TableName, String)>> {
+    let candidates: Vec<(TableName, String)> = plan
+        .non_empty_tables()
+        .filter_map(|t| before.table(t.name).map(|st| (t, st)))
+        .flat_map(|(t, st)| {
+            t.chains
+                .iter()
+                .filter(|c| {
+                    !c.custom && !c.rules.is_empty() && st.chain_rules(&c.name).next().is_none()
+                })
+                .map(move |c| (t.name, c.name.clone()))
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(existing) = nft_base_chains(exes)? else {
+        return Ok(Vec::new());
+    };
+    Ok(candidates
+        .into_iter()
+        .filter(|c| !existing.contains(c))
+        .collect())
+}
+
+/// Removes a built-in chain an install made nft create, when `current` (a
+/// fresh save) shows it empty with policy ACCEPT. Returns whether it went.
+pub fn delete_base_chain_if_pristine(
+    exes: &Executables,
+    table: TableName,
+    chain: &str,
+    current: &Saved,
+) -> anyhow::Result<bool> {
+    if exes.mode != Mode::Nft {
+        return Ok(false);
+    }
+    let Ok(nft) = which::which("nft") else {
+        return Ok(false);
+    };
+    let Some(st) = current.table(table) else {
+        return Ok(false);
+    };
+    let accept = st
+        .chains
+        .iter()
+        .any(|c| c.name == chain && c.policy == "ACCEPT");
+    if !accept || st.chain_rules(chain).next().is_some() {
+        return Ok(false);
+    }
+    let family = nft_family(exes.family);
+    Cmd::new(nft)
+        .args(["delete", "chain", family, table.as_str(), chain])
+        .run()
+        .with_context(|| {
+            format!(
+                "removing the empty {family} {} chain {chain}",
+                table.as_str()
+            )
+        })?;
     Ok(true)
 }
 

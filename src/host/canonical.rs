@@ -12,6 +12,16 @@
 //! both see the same empty namespace and no helper shell is needed. Legacy
 //! restores there use a lock file of their own (`XTABLES_LOCKFILE`), so they
 //! never wait for, or hold up, the host's xtables lock.
+//!
+//! Where no namespace can be made (no `CAP_SYS_ADMIN`: a container with
+//! only `NET_ADMIN`), the plan is loaded on the host instead, into chains of
+//! its own (`KUMA_MESH_CANON_<pid>_<n>`, one per planned chain, jumps between
+//! them renamed to match) that nothing jumps to — so no packet meets them —
+//! saved, and removed again; chain names are printed as they are, so the
+//! lines are mapped back exactly. A run killed meanwhile leaves chains with
+//! our prefix, which the next run removes with its own.
+
+use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
 
@@ -19,8 +29,8 @@ use crate::host::backend::Executables;
 use crate::host::exec::Cmd;
 use crate::host::receipt::Mode;
 use crate::host::save::{Saved, is_our_chain};
-use crate::model::{Family, FamilyRules, TableName};
-use crate::render::{Style, family_text};
+use crate::model::{Family, FamilyRules, TableName, Target};
+use crate::render::{Style, family_text, rule_args};
 
 /// Restore input made for a host, made loadable in an empty namespace: the
 /// `DOCKER_OUTPUT` chain that DNS rules may jump to exists only where Docker
@@ -84,6 +94,12 @@ pub fn in_empty_netns<T: Send>(f: impl FnOnce() -> anyhow::Result<T> + Send) -> 
     })
 }
 
+/// Whether this process may create network namespaces (asked once).
+pub fn namespaces_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| in_empty_netns(|| Ok(())).is_ok())
+}
+
 /// The restore command used in a throwaway namespace: legacy waits for, and
 /// takes, a lock file of its own instead of the host's `/run/xtables.lock`.
 fn sandbox_restore(exes: &Executables, wait: u32) -> Cmd {
@@ -117,12 +133,22 @@ pub fn load_and_save(exes: &Executables, text: &str, wait: u32) -> anyhow::Resul
     })
 }
 
-/// The plan of one family as the kernel prints it (see the module comment).
+/// The plan of one family as the kernel prints it (see the module comment):
+/// from a throwaway namespace, or, where none can be made, from chains of
+/// its own on the host.
 pub fn canonicalise(
     exes: &Executables,
     plan: &FamilyRules,
     wait: u32,
 ) -> anyhow::Result<CanonicalPlan> {
+    if !namespaces_available() {
+        return on_host(exes, plan, wait).with_context(|| {
+            format!(
+                "computing the kernel's form of the planned {} rules in chains of our own (no network namespace can be created here)",
+                plan.family.title()
+            )
+        });
+    }
     let saved = load_and_save(exes, &family_text(plan, Style::default()), wait).with_context(
         || {
             format!(
@@ -131,6 +157,11 @@ pub fn canonicalise(
             )
         },
     )?;
+    collect(plan, &saved)
+}
+
+/// The planned chains' lines in `saved`, checked against the plan's counts.
+fn collect(plan: &FamilyRules, saved: &Saved) -> anyhow::Result<CanonicalPlan> {
     let mut chains = Vec::new();
     for table in plan.non_empty_tables() {
         for c in &table.chains {
@@ -161,6 +192,107 @@ pub fn canonicalise(
         family: plan.family,
         chains,
     })
+}
+
+/// Prefix of the chains [`on_host`] makes.
+const HOST_PREFIX: &str = "KUMA_MESH_CANON_";
+
+/// The kernel's form of `plan` from chains of our own on the host (see the
+/// module comment).
+fn on_host(exes: &Executables, plan: &FamilyRules, wait: u32) -> anyhow::Result<CanonicalPlan> {
+    let pid = std::process::id();
+    // A name per planned chain (built-in ones included), per table.
+    let mut names: Vec<(TableName, String, String)> = Vec::new();
+    for t in plan.non_empty_tables() {
+        for c in t.chains.iter().filter(|c| c.custom || !c.rules.is_empty()) {
+            let n = names.len();
+            names.push((t.name, c.name.clone(), format!("{HOST_PREFIX}{pid}_{n:02}")));
+        }
+    }
+    let temp = |table: TableName, chain: &str| {
+        names
+            .iter()
+            .find(|(t, c, _)| *t == table && c == chain)
+            .map(|(_, _, n)| n.clone())
+    };
+    let mut load = String::new();
+    let mut unload = String::new();
+    for t in plan.non_empty_tables() {
+        let ours: Vec<&(TableName, String, String)> =
+            names.iter().filter(|(tn, _, _)| *tn == t.name).collect();
+        load.push_str(&format!("*{}\n", t.name.as_str()));
+        unload.push_str(&format!("*{}\n", t.name.as_str()));
+        for (_, _, n) in &ours {
+            load.push_str(&format!("-N {n}\n"));
+            unload.push_str(&format!("-F {n}\n"));
+        }
+        for (_, _, n) in &ours {
+            unload.push_str(&format!("-X {n}\n"));
+        }
+        for c in t.chains.iter().filter(|c| !c.rules.is_empty()) {
+            let into = temp(t.name, &c.name).expect("named above");
+            for r in c.final_order() {
+                let mut r = r.clone();
+                if let Target::Chain(to) = &r.target
+                    && let Some(n) = temp(t.name, to)
+                {
+                    r.target = Target::Chain(n);
+                }
+                load.push_str(&format!(
+                    "-A {into} {}\n",
+                    rule_args(&r, plan.comments, Style::default())
+                ));
+            }
+        }
+        load.push_str("COMMIT\n");
+        unload.push_str("COMMIT\n");
+    }
+    let restore = |input: &str| {
+        let mut cmd = Cmd::new(&exes.restore);
+        if exes.mode == Mode::Legacy {
+            cmd = cmd.arg(format!("--wait={}", wait.max(1)));
+        }
+        cmd.arg("--noflush")
+            .stdin(input.to_string())
+            .run()
+            .map_err(|e| crate::host::apply::restore_error(exes, "(chains of our own)", e, input))
+    };
+    let loaded = restore(&load).and_then(|_| Cmd::new(&exes.save).run());
+    // Always try to take them away again, whatever happened.
+    let removed = restore(&unload);
+    let out = loaded?;
+    removed.context("removing the chains made to read the kernel's form")?;
+    let saved = Saved::parse_checked(&out.stdout)?;
+    // Back to the planned chains' names: longest temporary name first, so
+    // `…_1` never eats into `…_10`.
+    let mut by_len: Vec<&(TableName, String, String)> = names.iter().collect();
+    by_len.sort_by_key(|(_, _, n)| std::cmp::Reverse(n.len()));
+    let mut renamed = Saved::default();
+    for st in &saved.tables {
+        let mut t = crate::host::save::SavedTable {
+            name: st.name.clone(),
+            ..Default::default()
+        };
+        for r in &st.rules {
+            let Some((_, real, _)) = names
+                .iter()
+                .find(|(tn, _, n)| tn.as_str() == st.name && *n == r.chain)
+            else {
+                continue;
+            };
+            let mut spec = r.spec.clone();
+            for (_, real, n) in &by_len {
+                spec = spec.replace(n.as_str(), real);
+            }
+            t.rules.push(crate::host::save::SavedLine {
+                chain: real.clone(),
+                spec,
+                counters: None,
+            });
+        }
+        renamed.tables.push(t);
+    }
+    collect(plan, &renamed)
 }
 
 /// Options whose value differs from one install to the next and is left out

@@ -90,6 +90,33 @@ pub fn is_timeout(err: &anyhow::Error) -> bool {
     })
 }
 
+/// Arms the child to be killed when we die (and, with `new_netns`, puts it
+/// into a new network namespace of its own).
+fn die_with_us(cmd: &mut Command, new_netns: bool) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: prctl(2), getppid(2) and unshare(2) are async-signal-safe and
+    // touch no memory of the parent; the closure runs in the child between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Killed with us: the signal is sent when the thread that
+            // started the child ends, and that thread waits for it.
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)?;
+            if nix::unistd::getppid().as_raw() as u32 != parent {
+                // We were killed before the signal was armed.
+                return Err(std::io::Error::other("parent exited"));
+            }
+            if new_netns {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)?;
+            }
+            Ok(())
+        });
+    }
+}
+
 /// What a finished process produced.
 #[derive(Debug, Clone)]
 pub struct Output {
@@ -237,31 +264,7 @@ impl Cmd {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let new_netns = self.new_netns;
-        let parent = std::process::id();
-        {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: prctl(2), getppid(2) and unshare(2) are async-signal-safe
-            // and touch no memory of the parent; the closure runs in the child
-            // between fork and exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    // Killed with us: the signal is sent when the thread that
-                    // started the child ends, and that thread waits for it.
-                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                        .map_err(std::io::Error::from)?;
-                    if nix::unistd::getppid().as_raw() as u32 != parent {
-                        // We were killed before the signal was armed.
-                        return Err(std::io::Error::other("parent exited"));
-                    }
-                    if new_netns {
-                        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                            .map_err(std::io::Error::from)?;
-                    }
-                    Ok(())
-                });
-            }
-        }
+        die_with_us(&mut cmd, self.new_netns);
         if std::env::var_os("TPROXYCTL_TRACE_EXEC").is_some() {
             eprintln!("# [exec] {}", self.display());
         }

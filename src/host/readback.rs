@@ -48,6 +48,96 @@ fn is_subsequence(want: &[String], have: &[&str]) -> bool {
     want.iter().all(|w| it.any(|h| *h == w.as_str()))
 }
 
+/// How one planned chain looks after the apply.
+enum ChainCheck {
+    /// Our rules are where the plan put them.
+    InPlace,
+    /// Ours are in place; rules of other tools changed meanwhile.
+    InPlaceForeignChanged(&'static str),
+    /// Not what was planned: why.
+    Wrong(String),
+}
+
+/// Compares one chain after the apply (`live`) with its planned lines in
+/// the kernel's form (`want`, `inserted` of them on top) and with the
+/// other tools' rules it had before (`before_foreign`).
+fn check_chain(
+    ours: bool,
+    want: &[String],
+    inserted: usize,
+    live: &[&str],
+    before_foreign: &[&str],
+) -> ChainCheck {
+    if ours {
+        return match (0..want.len().max(live.len()))
+            .find(|i| want.get(*i).map(String::as_str) != live.get(*i).copied())
+        {
+            None => ChainCheck::InPlace,
+            Some(i) => ChainCheck::Wrong(format!(
+                "position {} holds {:?}, expected {:?}",
+                i + 1,
+                live.get(i).copied().unwrap_or("nothing"),
+                want.get(i).map(String::as_str).unwrap_or("nothing")
+            )),
+        };
+    }
+    if let Some(i) = (0..inserted).find(|i| live.get(*i).copied() != Some(want[*i].as_str())) {
+        return ChainCheck::Wrong(format!(
+            "position {} holds {:?}, expected the inserted rule {:?}",
+            i + 1,
+            live.get(i).copied().unwrap_or("nothing"),
+            want[i]
+        ));
+    }
+    let appended = &want[inserted..];
+    let rest = live.get(inserted..).unwrap_or_default();
+    let at_end = rest.len() >= appended.len()
+        && rest[rest.len() - appended.len()..]
+            .iter()
+            .zip(appended)
+            .all(|(l, w)| *l == w.as_str());
+    if at_end {
+        if rest[..rest.len() - appended.len()] == *before_foreign {
+            ChainCheck::InPlace
+        } else {
+            ChainCheck::InPlaceForeignChanged("rules of other tools changed meanwhile")
+        }
+    } else if is_subsequence(appended, rest) {
+        ChainCheck::InPlaceForeignChanged("other tools appended rules after ours meanwhile")
+    } else {
+        let missing = appended
+            .iter()
+            .find(|w| !rest.contains(&w.as_str()))
+            .unwrap_or(&appended[0]);
+        ChainCheck::Wrong(format!(
+            "the appended rule {missing:?} is missing or out of order"
+        ))
+    }
+}
+
+/// Every chain name of a table before and after, then planned ones.
+fn chain_names(
+    b: Option<&SavedTable>,
+    a: Option<&SavedTable>,
+    planned: Option<&crate::model::Table>,
+) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let known = [b, a]
+        .into_iter()
+        .flatten()
+        .flat_map(|st| st.chains.iter().map(|c| c.name.clone()));
+    let planned = planned
+        .into_iter()
+        .flat_map(|t| t.chains.iter().filter(|c| !c.rules.is_empty()))
+        .map(|c| c.name.clone());
+    for n in known.chain(planned) {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names
+}
+
 /// Checks the state after applying `plan` (known to the kernel as `canon`)
 /// on top of `before`, whose rules `owned` were ours and removed. Returns
 /// what the receipt records, or every problem found.
@@ -74,41 +164,24 @@ pub fn read_back(
             table,
             created: b.is_none() && a.is_some(),
             chains: Vec::new(),
+            builtin_created: Vec::new(),
             rules: Vec::new(),
         };
         let planned_chain =
             |name: &str| planned.and_then(|t| t.chains.iter().find(|c| c.name == name));
         // Our chains: the planned ones exist, the old ones not planned are gone.
-        if let Some(t) = planned {
-            for c in t.custom_chains() {
-                if !a.is_some_and(|st| st.has_chain(&c.name)) {
-                    problems.push(format!(
-                        "[{tool}] {tn}: chain {} is missing after apply",
-                        c.name
-                    ));
-                }
-                rec.chains.push(c.name.clone());
+        for c in planned.into_iter().flat_map(|t| t.custom_chains()) {
+            if !a.is_some_and(|st| st.has_chain(&c.name)) {
+                problems.push(format!(
+                    "[{tool}] {tn}: chain {} is missing after apply",
+                    c.name
+                ));
             }
+            rec.chains.push(c.name.clone());
         }
         for (t, c) in &owned.chains {
             if *t == table && planned_chain(c).is_none() && a.is_some_and(|st| st.has_chain(c)) {
                 problems.push(format!("[{tool}] {tn}: old chain {c} is still there"));
-            }
-        }
-        // Every chain either side knows.
-        let mut names: Vec<String> = Vec::new();
-        for st in [b, a].into_iter().flatten() {
-            for c in &st.chains {
-                if !names.contains(&c.name) {
-                    names.push(c.name.clone());
-                }
-            }
-        }
-        if let Some(t) = planned {
-            for c in t.chains.iter().filter(|c| !c.rules.is_empty()) {
-                if !names.contains(&c.name) {
-                    names.push(c.name.clone());
-                }
             }
         }
         let (fb, fa) = (foreign_chains(b), foreign_chains(a));
@@ -122,7 +195,7 @@ pub fn read_back(
                 "[{tool}] {tn}: other chains changed meanwhile (gone: {gone:?}, new: {new:?})"
             ));
         }
-        for name in names {
+        for name in chain_names(b, a, planned) {
             let live = lines(a, &name);
             let mut budget = owned_lines.clone();
             let before_foreign: Vec<&str> = if is_our_chain(&name) {
@@ -149,53 +222,13 @@ pub fn read_back(
             };
             let want = canon.chain(table, &name);
             let k = pc.inserted();
-            if is_our_chain(&name) {
-                if let Some(i) = (0..want.len().max(live.len()))
-                    .find(|i| want.get(*i).map(String::as_str) != live.get(*i).copied())
-                {
-                    problems.push(format!(
-                        "[{tool}] {tn}/{name}: position {} holds {:?}, expected {:?}",
-                        i + 1,
-                        live.get(i).copied().unwrap_or("nothing"),
-                        want.get(i).map(String::as_str).unwrap_or("nothing")
-                    ));
-                    continue;
+            match check_chain(is_our_chain(&name), want, k, &live, &before_foreign) {
+                ChainCheck::InPlace => {}
+                ChainCheck::InPlaceForeignChanged(what) => {
+                    foreign_changes.push(format!("[{tool}] {tn}/{name}: {what}"));
                 }
-            } else {
-                if let Some(i) = (0..k).find(|i| live.get(*i).copied() != Some(want[*i].as_str())) {
-                    problems.push(format!(
-                        "[{tool}] {tn}/{name}: position {} holds {:?}, expected the inserted rule {:?}",
-                        i + 1,
-                        live.get(i).copied().unwrap_or("nothing"),
-                        want[i]
-                    ));
-                    continue;
-                }
-                let appended = &want[k..];
-                let rest = live.get(k..).unwrap_or_default();
-                let at_end = rest.len() >= appended.len()
-                    && rest[rest.len() - appended.len()..]
-                        .iter()
-                        .zip(appended)
-                        .all(|(l, w)| *l == w.as_str());
-                if at_end {
-                    if rest[..rest.len() - appended.len()] != before_foreign[..] {
-                        foreign_changes.push(format!(
-                            "[{tool}] {tn}/{name}: rules of other tools changed meanwhile"
-                        ));
-                    }
-                } else if is_subsequence(appended, rest) {
-                    foreign_changes.push(format!(
-                        "[{tool}] {tn}/{name}: other tools appended rules after ours meanwhile"
-                    ));
-                } else {
-                    let missing = appended
-                        .iter()
-                        .find(|w| !rest.contains(&w.as_str()))
-                        .unwrap_or(&appended[0]);
-                    problems.push(format!(
-                        "[{tool}] {tn}/{name}: the appended rule {missing:?} is missing or out of order"
-                    ));
+                ChainCheck::Wrong(why) => {
+                    problems.push(format!("[{tool}] {tn}/{name}: {why}"));
                     continue;
                 }
             }

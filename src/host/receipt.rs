@@ -87,6 +87,11 @@ pub struct TableReceipt {
     pub created: bool,
     /// Custom chains we created.
     pub chains: Vec<String>,
+    /// Built-in chains the install made exist in a table that existed
+    /// without them (nft creates base chains on demand); uninstall removes
+    /// them once they are empty again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub builtin_created: Vec<String>,
     /// Our rules in built-in or foreign chains and in our chains, in chain order.
     pub rules: Vec<SavedRule>,
 }
@@ -127,7 +132,9 @@ pub struct Pending {
     pub pid: u32,
     /// Seconds since the epoch.
     pub started_at: u64,
-    /// The rules it adds, per family, as the kernel prints them.
+    /// Per family, the tables and chains it creates and the rules it adds
+    /// that carry no mark of ours (no comment, no jump to our chains), as
+    /// the kernel prints them; marked rules are recognised without a list.
     pub families: Vec<FamilyReceipt>,
     /// It adds `::6` to loopback (which was not there).
     pub ipv6_loopback: bool,
@@ -252,7 +259,14 @@ pub fn read(path: &Path) -> anyhow::Result<Loaded> {
     }
     let bytes = match std::fs::read(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
+        // No file there (a path that cannot hold one is found out when the
+        // receipt is written, before any rule changes).
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            return Ok(Loaded::Missing);
+        }
         Err(e) => return Err(e).with_context(|| format!("reading receipt {}", path.display())),
     };
     check_trusted(path)?;
@@ -346,22 +360,38 @@ pub fn prepare_dir(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Writes the receipt atomically (0600), creating its directory (0700).
+///
+/// It is synced to disk when it records firewalld entries, the one change
+/// of ours that survives a reboot. Rules and `::6` do not: after a power
+/// loss they are gone whatever the receipt says (and a receipt that did not
+/// make it to disk is handled as missing, damaged or stale). Against a
+/// killed process — the crash the journal is for — a written file is
+/// already durable: the page cache outlives the process. Syncing costs
+/// tens of milliseconds on a busy disk, which the default install's budget
+/// (well under 100 ms) has no room for.
 pub fn store(path: &Path, receipt: &Receipt) -> anyhow::Result<()> {
     prepare_dir(path)?;
     if std::fs::symlink_metadata(path).is_ok() {
         check_trusted(path)?;
     }
     let text = serde_json::to_string_pretty(receipt)?;
-    write_atomic(path, text.as_bytes(), 0o600)
+    let sync = receipt.firewalld_records().next().is_some();
+    write_atomic_with(path, text.as_bytes(), 0o600, sync)
         .with_context(|| format!("writing the receipt {}", path.display()))
 }
 
-/// Replaces `path` with `data` atomically and durably: a temporary file
-/// beside it, created exclusively with `mode` (never an existing file or a
-/// planted symlink), written and synced, renamed over `path`, and the
-/// directory synced. On any failure (a full disk included) the temporary
-/// file is removed and `path` is as it was.
+/// Replaces `path` with `data` atomically and durably (see
+/// [`write_atomic_with`]).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
+    write_atomic_with(path, data, mode, true)
+}
+
+/// Replaces `path` with `data` atomically: a temporary file beside it,
+/// created exclusively with `mode` (never an existing file or a planted
+/// symlink), written (and with `sync` synced), renamed over `path` (and with
+/// `sync` the directory synced). On any failure (a full disk included) the
+/// temporary file is removed and `path` is as it was.
+pub fn write_atomic_with(path: &Path, data: &[u8], mode: u32, sync: bool) -> anyhow::Result<()> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
@@ -377,12 +407,18 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))
         .and_then(|_| tmp.write_all(data))
-        .and_then(|_| tmp.as_file().sync_all())
+        .and_then(|_| {
+            if sync {
+                tmp.as_file().sync_all()
+            } else {
+                Ok(())
+            }
+        })
         .with_context(|| format!("writing {}", tmp.path().display()))?;
     tmp.persist(path)
         .map_err(|e| e.error)
         .with_context(|| format!("replacing {}", path.display()))?;
-    if let Ok(d) = std::fs::File::open(dir) {
+    if sync && let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
@@ -431,6 +467,7 @@ mod tests {
                     table: TableName::Nat,
                     created: true,
                     chains: vec!["KUMA_MESH_INBOUND".into()],
+                    builtin_created: vec![],
                     rules: vec![SavedRule {
                         chain: "PREROUTING".into(),
                         line: "-A PREROUTING -p tcp -j KUMA_MESH_INBOUND".into(),

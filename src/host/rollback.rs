@@ -61,89 +61,97 @@ pub fn rollback_input(change: &Change<'_>, now: &Saved, policies: bool) -> Strin
 }
 
 fn table_rollback(change: &Change<'_>, table: TableName, now: &Saved) -> String {
-    let mut out = String::new();
-    let before = change.before.table(table);
-    let current = now.table(table);
     let empty = SavedTable::default();
-    let cur = current.unwrap_or(&empty);
-    let chain_lines = |st: &SavedTable, c: &str| -> Vec<String> {
-        st.chain_rules(c).map(|r| r.spec.clone()).collect()
-    };
-
-    // 1. Lines this run added outside our chains: delete the copies beyond
-    // what was there before (a foreign twin of a planned line stays).
-    let mut simulated: HashMap<String, Vec<String>> = HashMap::new();
-    if let Some(added) = change.added {
-        for c in added
-            .chains
-            .iter()
-            .filter(|c| c.table == table && !is_our_chain(&c.chain))
-        {
-            let mut live = chain_lines(cur, &c.chain);
-            let mut planned: HashMap<&str, usize> = HashMap::new();
-            for l in &c.lines {
-                *planned.entry(l.as_str()).or_default() += 1;
-            }
-            let before_kept: Vec<String> = before
-                .map(|b| chain_lines(b, &c.chain))
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|l| {
-                    !change
-                        .owned
-                        .rules
-                        .iter()
-                        .any(|(t, o)| *t == table && o.spec == *l)
-                })
-                .collect();
-            for (line, n) in planned {
-                let there = live.iter().filter(|l| *l == line).count();
-                let was = before_kept.iter().filter(|l| *l == line).count();
-                for _ in 0..there.saturating_sub(was).min(n) {
-                    out.push_str(&format!("-D {}\n", rest_of(line)));
-                    if let Some(i) = live.iter().position(|l| l == line) {
-                        live.remove(i);
-                    }
-                }
-            }
-            simulated.insert(c.chain.clone(), live);
-        }
+    let cur = now.table(table).unwrap_or(&empty);
+    let mut out = String::new();
+    let mut simulated = delete_added(change, table, cur, &mut out);
+    restore_our_chains(change.before.table(table), cur, &mut out);
+    if let Some(b) = change.before.table(table) {
+        reinsert_removed(change, table, b, cur, &mut simulated, &mut out);
     }
+    out
+}
 
-    // 2. Our chains: empty those there now; remove those the run created;
-    // re-create those it deleted; give the old ones their rules back.
-    let ours_now: Vec<&str> = cur
+fn chain_lines(st: &SavedTable, c: &str) -> Vec<String> {
+    st.chain_rules(c).map(|r| r.spec.clone()).collect()
+}
+
+/// Step 1: lines this run added outside our chains — delete the copies
+/// beyond what was there before (a foreign twin of a planned line stays).
+/// Returns each touched chain's lines as they will be after the deletes.
+fn delete_added(
+    change: &Change<'_>,
+    table: TableName,
+    cur: &SavedTable,
+    out: &mut String,
+) -> HashMap<String, Vec<String>> {
+    let mut simulated: HashMap<String, Vec<String>> = HashMap::new();
+    let Some(added) = change.added else {
+        return simulated;
+    };
+    let before = change.before.table(table);
+    for c in added
         .chains
         .iter()
-        .filter(|c| !c.builtin() && is_our_chain(&c.name))
-        .map(|c| c.name.as_str())
-        .collect();
-    let ours_before: Vec<&str> = before
-        .map(|b| {
-            b.chains
-                .iter()
-                .filter(|c| !c.builtin() && is_our_chain(&c.name))
-                .map(|c| c.name.as_str())
-                .collect()
-        })
-        .unwrap_or_default();
-    // A chain of ours that holds what it held before was not touched.
+        .filter(|c| c.table == table && !is_our_chain(&c.chain))
+    {
+        let mut live = chain_lines(cur, &c.chain);
+        let mut planned: HashMap<&str, usize> = HashMap::new();
+        for l in &c.lines {
+            *planned.entry(l.as_str()).or_default() += 1;
+        }
+        let before_kept: Vec<String> = before
+            .map(|b| chain_lines(b, &c.chain))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|l| {
+                !change
+                    .owned
+                    .rules
+                    .iter()
+                    .any(|(t, o)| *t == table && o.spec == *l)
+            })
+            .collect();
+        for (line, n) in planned {
+            let there = live.iter().filter(|l| *l == line).count();
+            let was = before_kept.iter().filter(|l| *l == line).count();
+            for _ in 0..there.saturating_sub(was).min(n) {
+                out.push_str(&format!("-D {}\n", rest_of(line)));
+                if let Some(i) = live.iter().position(|l| l == line) {
+                    live.remove(i);
+                }
+            }
+        }
+        simulated.insert(c.chain.clone(), live);
+    }
+    simulated
+}
+
+/// Step 2: our chains — empty those there now, remove those the run
+/// created, re-create those it deleted, give the old ones their rules
+/// (and counters) back. A chain holding what it held before is left alone.
+fn restore_our_chains(before: Option<&SavedTable>, cur: &SavedTable, out: &mut String) {
+    let ours = |st: &SavedTable| -> Vec<String> {
+        st.chains
+            .iter()
+            .filter(|c| !c.builtin() && is_our_chain(&c.name))
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    let ours_now = ours(cur);
+    let ours_before = before.map(ours).unwrap_or_default();
     let untouched = |c: &str| {
-        before.is_some_and(|b| b.has_chain(c) && chain_lines(b, c) == chain_lines(cur, c))
-            && cur.has_chain(c)
+        cur.has_chain(c)
+            && before.is_some_and(|b| b.has_chain(c) && chain_lines(b, c) == chain_lines(cur, c))
     };
     for c in ours_now.iter().filter(|c| !untouched(c)) {
         out.push_str(&format!("-F {c}\n"));
     }
-    for c in &ours_before {
-        if !ours_now.contains(c) {
-            out.push_str(&format!("-N {c}\n"));
-        }
+    for c in ours_before.iter().filter(|c| !ours_now.contains(c)) {
+        out.push_str(&format!("-N {c}\n"));
     }
-    for c in &ours_now {
-        if !ours_before.contains(c) {
-            out.push_str(&format!("-X {c}\n"));
-        }
+    for c in ours_now.iter().filter(|c| !ours_before.contains(c)) {
+        out.push_str(&format!("-X {c}\n"));
     }
     if let Some(b) = before {
         for c in ours_before.iter().filter(|c| !untouched(c)) {
@@ -153,19 +161,25 @@ fn table_rollback(change: &Change<'_>, table: TableName, now: &Saved) -> String 
             }
         }
     }
+}
 
-    // 3. Lines the run removed from other chains: put back the missing
-    // ones, each after the rule it followed before (if that is still there).
-    let Some(b) = before else {
-        return out;
-    };
-    let mut removed_by_chain: Vec<&str> = Vec::new();
+/// Step 3: lines the run removed from other chains — put back the missing
+/// ones, each after the rule it followed before (if that is still there).
+fn reinsert_removed(
+    change: &Change<'_>,
+    table: TableName,
+    b: &SavedTable,
+    cur: &SavedTable,
+    simulated: &mut HashMap<String, Vec<String>>,
+    out: &mut String,
+) {
+    let mut chains: Vec<&str> = Vec::new();
     for (t, l) in &change.owned.rules {
-        if *t == table && !removed_by_chain.contains(&l.chain.as_str()) {
-            removed_by_chain.push(&l.chain);
+        if *t == table && !chains.contains(&l.chain.as_str()) {
+            chains.push(&l.chain);
         }
     }
-    for chain in removed_by_chain {
+    for chain in chains {
         let mut live = simulated
             .remove(chain)
             .unwrap_or_else(|| chain_lines(cur, chain));
@@ -178,34 +192,35 @@ fn table_rollback(change: &Change<'_>, table: TableName, now: &Saved) -> String 
             .collect();
         let mut pos = 0usize;
         for r in b.chain_rules(chain) {
-            if let Some(i) = removed.iter().position(|o| o.spec == r.spec) {
-                removed.remove(i);
-                // Already back (or never went): leave it.
+            let Some(i) = removed.iter().position(|o| o.spec == r.spec) else {
                 if let Some(j) = live[pos..].iter().position(|l| *l == r.spec) {
                     pos += j + 1;
-                    continue;
                 }
-                let counters = r
-                    .counters
-                    .as_deref()
-                    .map(|c| format!("{c} "))
-                    .unwrap_or_default();
-                out.push_str(&format!(
-                    "{counters}-I {chain} {} {}\n",
-                    pos + 1,
-                    rest_of(&r.spec)
-                        .split_once(' ')
-                        .map(|(_, a)| a)
-                        .unwrap_or("")
-                ));
-                live.insert(pos, r.spec.clone());
-                pos += 1;
-            } else if let Some(j) = live[pos..].iter().position(|l| *l == r.spec) {
+                continue;
+            };
+            removed.remove(i);
+            // Already back (or never went): leave it.
+            if let Some(j) = live[pos..].iter().position(|l| *l == r.spec) {
                 pos += j + 1;
+                continue;
             }
+            let counters = r
+                .counters
+                .as_deref()
+                .map(|c| format!("{c} "))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "{counters}-I {chain} {} {}\n",
+                pos + 1,
+                rest_of(&r.spec)
+                    .split_once(' ')
+                    .map(|(_, a)| a)
+                    .unwrap_or("")
+            ));
+            live.insert(pos, r.spec.clone());
+            pos += 1;
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cli::{ApplyFlags, TpFlags};
 use crate::config::{self, Config, DEFAULT_UID, IpFamilyMode};
@@ -59,6 +59,50 @@ pub fn begin_change(cfg: &Config, receipt_path: &Path, what: &str) -> anyhow::Re
     }
     HostLock::acquire(&keys, Duration::from_secs(u64::from(cfg.wait)), what)
         .map_err(|e| e.context(format!("cannot {what}; nothing on the host was changed")))
+}
+
+/// How long each step of a run took: reported with `--verbose`, and read by
+/// `scripts/bench-install.sh` to show what the lock and the kernel's form of
+/// the plan cost.
+pub struct Timings {
+    start: Instant,
+    last: Instant,
+    steps: Vec<(&'static str, Duration)>,
+}
+
+impl Timings {
+    pub fn start() -> Timings {
+        let now = Instant::now();
+        Timings {
+            start: now,
+            last: now,
+            steps: Vec::new(),
+        }
+    }
+
+    /// Records the time since the previous step as `name`.
+    pub fn step(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.steps.push((name, now - self.last));
+        self.last = now;
+    }
+
+    /// Records a duration measured elsewhere (it may overlap other steps).
+    pub fn add(&mut self, name: &'static str, d: Duration) {
+        self.steps.push((name, d));
+    }
+
+    /// `timings: lock 0.1 ms, probe 20.3 ms, …, total 85.0 ms`.
+    pub fn report(&self) -> String {
+        let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+        let mut parts: Vec<String> = self
+            .steps
+            .iter()
+            .map(|(n, d)| format!("{n} {}", ms(*d)))
+            .collect();
+        parts.push(format!("total {}", ms(self.start.elapsed())));
+        format!("timings: {}", parts.join(", "))
+    }
 }
 
 /// The kuma-dp UID: CNI mode without a user means 5678 without a lookup.
@@ -193,13 +237,20 @@ fn uids_in_our_chains(saved: &Saved) -> Vec<String> {
 /// zone rules of any DNS mode, port, zone and server (so they are found
 /// without the original flags), when they exempt the UID our chains exempt.
 /// Each costs a throwaway namespace; this runs only when
-/// [`comment_less_install`] holds.
+/// [`comment_less_install`] holds. A dry run refuses where no namespace can
+/// be made (the host would be touched).
 pub fn comment_less_known(
     cfg: &Config,
     exes: &Executables,
     saved: &Saved,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Known> {
+    if cfg.dry_run && !canonical::namespaces_available() {
+        // The kernel's form would come from chains made on the host.
+        anyhow::bail!(
+            "a dry run cannot load rules on the host, and no network namespace can be made here"
+        );
+    }
     let live_uids = uids_in_our_chains(saved);
     let uid = match kuma_dp_uid(cfg, &mut Vec::new()) {
         Ok(u) => u,

@@ -44,6 +44,8 @@ struct Part {
     input: String,
     /// The plan as the kernel prints it (after the checks).
     canon: Option<CanonicalPlan>,
+    /// Built-in chains nft will create in tables that exist without them.
+    base_created: Vec<(TableName, String)>,
 }
 
 impl Part {
@@ -57,6 +59,7 @@ impl Part {
             plan,
             input,
             canon: None,
+            base_created: Vec::new(),
         }
     }
 
@@ -113,7 +116,9 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
     if cfg.dry_run {
         return dry_run(args, &cfg, &receipt_path, &fw_path);
     }
+    let mut timings = common::Timings::start();
     let _lock = common::begin_change(&cfg, &receipt_path, "install")?;
+    timings.step("lock");
     let old = previous_receipt(&receipt_path)?;
     if old.as_ref().is_some_and(|r| r.ebpf.is_some()) {
         anyhow::bail!(
@@ -132,19 +137,21 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
     };
     let planned = plan::plan(&cfg, &probe.facts());
     warnings.extend(planned.warnings.iter().cloned());
-    for p in std::iter::once(&sel.v4).chain(sel.v6.iter()) {
-        warnings.push(format!(
-            "[{}] using {}",
-            p.exes.family.tool(),
-            p.exes.describe()
-        ));
-    }
+
     if cfg.store_firewalld {
         firewalld::preflight(&fw_path, &planned.rules)
             .context("--store-firewalld cannot be honoured; nothing on the host was changed")?;
     }
     let mut parts = prepare(&cfg, &probe, &planned.rules, old.as_ref(), &mut warnings)?;
     flush_warnings(&mut warnings);
+    for p in std::iter::once(&sel.v4).chain(sel.v6.iter()) {
+        ui::info(format!(
+            "[{}] using {}",
+            p.exes.family.tool(),
+            p.exes.describe()
+        ));
+    }
+    timings.step("probe and plan");
 
     let wants_v6 = planned.rules.v6.is_some();
     if let Some(r) = &old
@@ -158,7 +165,10 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
 
     let opts = RestoreOptions::from_config(&cfg);
     phases.phase("checking the rules with iptables-restore --test");
-    check(&mut parts, &opts, cfg.wait).context("nothing on the host was changed")?;
+    let canonical =
+        check(&mut parts, &opts, cfg.wait).context("nothing on the host was changed")?;
+    timings.step("check");
+    timings.add("(of which kernel's form)", canonical);
     if cfg.redirect.inbound.enabled && !crate::host::tcp_listening(cfg.redirect.inbound.port) {
         ui::warn(format!(
             "nothing listens on the inbound redirect port {}: once the rules are in place every inbound TCP connection, SSH included, is sent there and refused until kuma-dp (or `tproxyctl forwarder`) listens; exclude ports with --exclude-inbound-ports",
@@ -176,7 +186,7 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
         opts,
         phases: &phases,
     };
-    txn.apply(&parts)
+    txn.apply(&parts, &mut timings)
 }
 
 /// The receipt of an earlier install, if a usable one exists; a damaged
@@ -296,12 +306,21 @@ fn prepare(
             }
         }
         let owned = apply::find_owned(&probed.saved, &known);
-        parts.push(Part::new(
+        let mut part = Part::new(
             probed.exes.clone(),
             probed.saved.clone(),
             owned,
             Some(fam.clone()),
-        ));
+        );
+        part.base_created = apply::base_chains_to_create(&probed.exes, fam, &probed.saved)
+            .unwrap_or_else(|e| {
+                warnings.push(format!(
+                    "[{}] cannot tell which nft base chains exist ({e:#}); built-in chains the install creates stay after uninstall",
+                    fam.family.tool()
+                ));
+                Vec::new()
+            });
+        parts.push(part);
     }
     // Rules a previous install left in a family or backend not planned now.
     if let Some(r) = old {
@@ -356,36 +375,64 @@ fn each<T: Send>(
 
 /// `iptables-restore --test` of every part's input and, side by side, the
 /// kernel's form of every planned family (a throwaway namespace each).
-fn check(parts: &mut [Part], opts: &RestoreOptions, wait: u32) -> anyhow::Result<()> {
-    let (tests, canons) = std::thread::scope(|s| {
-        let canons: Vec<_> = parts
-            .iter()
-            .map(|p| {
-                s.spawn(|| {
-                    p.plan
-                        .as_ref()
-                        .map(|plan| canonical::canonicalise(&p.exes, plan, wait))
-                        .transpose()
+/// Returns how long the slowest of the latter took.
+///
+/// A fresh install (nothing of ours to remove) skips `--test`: loading the
+/// whole plan into an empty namespace of the same kernel and backend checks
+/// every rule as well (a rejected rule is named the same way), and `--test`
+/// would only add checking removals that do not exist. Where no namespace
+/// can be made, `--test` runs first and the kernel's form comes from chains
+/// of our own on the host afterwards (see [`canonical`]).
+fn check(
+    parts: &mut [Part],
+    opts: &RestoreOptions,
+    wait: u32,
+) -> anyhow::Result<std::time::Duration> {
+    let sandbox = canonical::namespaces_available();
+    let fresh = parts.iter().all(|p| p.owned.is_empty() && p.plan.is_some());
+    let slowest = std::sync::Mutex::new(std::time::Duration::ZERO);
+    let canonicalise = |p: &Part| {
+        let t0 = std::time::Instant::now();
+        let c = p
+            .plan
+            .as_ref()
+            .map(|plan| canonical::canonicalise(&p.exes, plan, wait))
+            .transpose();
+        let mut m = slowest.lock().unwrap_or_else(|e| e.into_inner());
+        *m = (*m).max(t0.elapsed());
+        c
+    };
+    let test = |p: &Part| apply::test_input(&p.exes, opts, &p.input);
+    let canons: Vec<anyhow::Result<Option<CanonicalPlan>>> = if sandbox {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = parts.iter().map(|p| s.spawn(|| canonicalise(p))).collect();
+            let tests = if fresh {
+                Vec::new()
+            } else {
+                each(parts, opts, test)
+            };
+            let canons = handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
                 })
-            })
-            .collect();
-        let tests = each(parts, opts, |p| apply::test_input(&p.exes, opts, &p.input));
-        let canons: Vec<anyhow::Result<Option<CanonicalPlan>>> = canons
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
-            })
-            .collect();
-        (tests, canons)
-    });
-    for r in tests {
-        r?;
-    }
+                .collect();
+            tests
+                .into_iter()
+                .collect::<anyhow::Result<Vec<()>>>()
+                .map(|_| canons)
+        })?
+    } else {
+        for r in each(parts, opts, test) {
+            r?;
+        }
+        parts.iter().map(canonicalise).collect()
+    };
     for (p, c) in parts.iter_mut().zip(canons) {
         p.canon = c?;
     }
-    Ok(())
+    Ok(slowest.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// Same plan, same backend, nothing unfinished, rules still in place: a
@@ -432,14 +479,23 @@ fn owned_is_exactly_receipt(owned: &Owned, tables: &[TableReceipt]) -> bool {
         })
 }
 
+/// Names of the built-in chains of `table` in `list`.
+fn chains_of(list: &[(TableName, String)], table: TableName) -> Vec<String> {
+    list.iter()
+        .filter(|(t, _)| *t == table)
+        .map(|(_, c)| c.clone())
+        .collect()
+}
+
 /// What the receipt records for a planned family, from the kernel's form of
 /// the plan (before the apply: the journal; after: checked by the read-back).
-fn intended_tables(plan: &FamilyRules, canon: &CanonicalPlan, before: &Saved) -> Vec<TableReceipt> {
+fn intended_tables(p: &Part, plan: &FamilyRules, canon: &CanonicalPlan) -> Vec<TableReceipt> {
     plan.non_empty_tables()
         .map(|t| TableReceipt {
             table: t.name,
-            created: before.table(t.name).is_none(),
+            created: p.before.table(t.name).is_none(),
             chains: t.custom_chains().map(|c| c.name.clone()).collect(),
+            builtin_created: chains_of(&p.base_created, t.name),
             rules: t
                 .chains
                 .iter()
@@ -510,16 +566,29 @@ impl Txn<'_> {
 
     /// The journal: the previous receipt (or a skeleton) with a record of
     /// everything this run may add, written before anything changes.
+    ///
+    /// It lists only what a later run could not recognise by itself: rules
+    /// outside our chains without our comment or a jump to our chains (our
+    /// chains, and marked rules, are ours by name), plus the tables and
+    /// chains the run creates. With comments on that is next to nothing, so
+    /// writing it costs little even for tens of thousands of rules.
     fn journal(&self, parts: &[Part], adds_v6: bool) -> anyhow::Result<Receipt> {
         let mut families = Vec::new();
         for p in parts {
             if let (Some(plan), Some(canon)) = (&p.plan, &p.canon) {
+                let mut tables = intended_tables(p, plan, canon);
+                for t in &mut tables {
+                    t.rules.retain(|r| {
+                        !crate::host::save::is_our_chain(&r.chain)
+                            && !crate::host::save::is_marked(&r.line)
+                    });
+                }
                 families.push(FamilyReceipt {
                     family: plan.family,
                     mode: p.exes.mode,
                     executables: p.exes.paths(),
-                    applied: apply::applied_text(plan),
-                    tables: intended_tables(plan, canon, &p.before),
+                    applied: String::new(),
+                    tables,
                 });
             }
         }
@@ -541,7 +610,7 @@ impl Txn<'_> {
         Ok(r)
     }
 
-    fn apply(&self, parts: &[Part]) -> anyhow::Result<Exit> {
+    fn apply(&self, parts: &[Part], timings: &mut common::Timings) -> anyhow::Result<Exit> {
         let before_procs = exec::processes_started();
         let adds_v6 = self.wants_v6() && !netif::has_passthrough_v6(&self.probe.loopback);
         let mut done = Done::default();
@@ -552,6 +621,7 @@ impl Txn<'_> {
             )?;
             done.journal = true;
         }
+        timings.step("journal");
         ui::info(
             "tproxyctl is about to apply the iptables rules that will enable transparent proxying on the machine. The SSH connection may drop. If that happens, just reconnect again",
         );
@@ -568,11 +638,13 @@ impl Txn<'_> {
         if let Some(e) = applied.into_iter().find_map(Result::err) {
             return Err(self.undo(parts, &done, e));
         }
+        timings.step("apply");
         self.phases.phase("reading the rules back");
         let (families, dropped) = match self.read_back(parts) {
             Ok(x) => x,
             Err(e) => return Err(self.undo(parts, &done, e)),
         };
+        timings.step("read-back");
         // Persistence: the same planned rules into direct.xml; stale entries
         // of a previous install go whether or not this one persists.
         let old_fw = self.old.and_then(|r| r.firewalld.as_ref());
@@ -604,7 +676,11 @@ impl Txn<'_> {
         {
             return Err(self.undo(parts, &done, e));
         }
+        timings.step("persist and receipt");
         self.finish(parts, dropped, &done, before_procs);
+        if self.cfg.verbose {
+            ui::info(timings.report());
+        }
         Ok(Exit::Success)
     }
 
@@ -645,10 +721,19 @@ impl Txn<'_> {
                         ui::warn(c);
                     }
                     let mut tables = rb.tables;
-                    // A table an earlier install created is still ours to drop.
+                    // A table (or base chain) an earlier install created is
+                    // still ours to drop.
                     for t in &mut tables {
-                        t.created |= records_for(self.old, plan.family, &p.exes)
-                            .any(|r| r.tables.iter().any(|o| o.table == t.table && o.created));
+                        let old: Vec<&TableReceipt> = records_for(self.old, plan.family, &p.exes)
+                            .flat_map(|r| r.tables.iter().filter(|o| o.table == t.table))
+                            .collect();
+                        t.created |= old.iter().any(|o| o.created);
+                        t.builtin_created = chains_of(&p.base_created, t.table);
+                        for c in old.iter().flat_map(|o| o.builtin_created.iter()) {
+                            if !t.builtin_created.contains(c) {
+                                t.builtin_created.push(c.clone());
+                            }
+                        }
                     }
                     families.push(FamilyReceipt {
                         family: plan.family,
@@ -675,7 +760,19 @@ impl Txn<'_> {
     /// backend no longer used, `::6` no longer needed, and the report.
     fn finish(&self, parts: &[Part], dropped: Dropped<'_>, done: &Done, before_procs: usize) {
         for (p, after) in dropped {
-            let created: BTreeSet<TableName> = records_for(self.old, p.exes.family, &p.exes)
+            let records: Vec<&FamilyReceipt> =
+                records_for(self.old, p.exes.family, &p.exes).collect();
+            for (t, c) in records
+                .iter()
+                .flat_map(|r| r.tables.iter())
+                .flat_map(|t| t.builtin_created.iter().map(move |c| (t.table, c)))
+            {
+                if let Err(e) = apply::delete_base_chain_if_pristine(&p.exes, t, c, &after) {
+                    ui::warn(format!("{e:#}"));
+                }
+            }
+            let created: BTreeSet<TableName> = records
+                .iter()
                 .flat_map(|r| r.tables.iter().filter(|t| t.created).map(|t| t.table))
                 .collect();
             for t in created {
@@ -792,6 +889,9 @@ fn rollback_rules(parts: &[Part], opts: &RestoreOptions) -> Vec<String> {
             }
             if p.exes.mode == crate::host::Mode::Nft {
                 let (_, after) = p.exes.save_all()?;
+                for (t, c) in &p.base_created {
+                    apply::delete_base_chain_if_pristine(&p.exes, *t, c, &after)?;
+                }
                 for t in p.tables() {
                     if p.before.table(t).is_none() {
                         apply::delete_table_if_pristine(&p.exes, t, &after)?;

@@ -35,12 +35,12 @@ pub struct FamilyStatus {
     family: Family,
     mode: Mode,
     executables: crate::host::receipt::ExecutablePaths,
-    in_place: bool,
+    pub in_place: bool,
     rules: Vec<RuleStatus>,
     /// Rules of ours (by comment or chain) the receipt does not list.
     unexpected: Vec<String>,
     /// Every difference from the receipt, named (empty: in place).
-    drift: Vec<String>,
+    pub drift: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]

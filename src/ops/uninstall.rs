@@ -10,6 +10,7 @@
 //! reports success while rules of ours remain.
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::Exit;
@@ -17,9 +18,9 @@ use crate::cli::UninstallArgs;
 use crate::config::Config;
 use crate::host::apply::{self, Known, Owned, RestoreOptions};
 use crate::host::backend::{self, Executables};
-use crate::host::netif;
 use crate::host::receipt::{self, FamilyReceipt, FirewalldReceipt, Loaded, Mode, Receipt};
-use crate::host::save::Saved;
+use crate::host::save::{Saved, is_our_chain};
+use crate::host::{canonical, netif};
 use crate::model::Family;
 use crate::ops::common::{self, flush_warnings};
 use crate::persist::firewalld;
@@ -32,21 +33,23 @@ struct Target {
     before: Saved,
     known: Known,
     owned: Owned,
-    /// The receipt names this backend for this family.
-    recorded: bool,
     /// Tables an install created there (nft removes them once empty).
     created: Vec<crate::model::TableName>,
+    /// Built-in chains an install made nft create in existing tables.
+    base_created: Vec<(crate::model::TableName, String)>,
 }
 
 pub fn run(args: &UninstallArgs) -> anyhow::Result<Exit> {
     let cfg = common::load_config(&args.tp, Some(&args.apply))?;
     common::require_root(cfg.dry_run)?;
     let receipt_path = receipt::path_or_default(args.receipt.receipt.as_deref());
+    let mut timings = common::Timings::start();
     let _lock = if cfg.dry_run {
         None
     } else {
         Some(common::begin_change(&cfg, &receipt_path, "uninstall")?)
     };
+    timings.step("lock");
     let (rec, damaged) = load_receipt(&receipt_path)?;
     let ebpf_rec = rec.as_ref().filter(|r| r.ebpf.is_some());
     if cfg.ebpf.enabled || ebpf_rec.is_some() {
@@ -81,25 +84,7 @@ pub fn run(args: &UninstallArgs) -> anyhow::Result<Exit> {
 
     let opts = RestoreOptions::from_config(&cfg);
     phases.phase("removing the rules");
-    // Families and backends are separate tables: remove side by side, unless
-    // legacy without --wait would make them compete for the xtables lock.
-    let sequential = opts.wait == 0 && targets.iter().any(|t| t.exes.mode == Mode::Legacy);
-    let results: Vec<anyhow::Result<()>> = if sequential {
-        targets.iter().map(|t| remove(t, &opts)).collect()
-    } else {
-        std::thread::scope(|s| {
-            let hs: Vec<_> = targets
-                .iter()
-                .map(|t| s.spawn(|| remove(t, &opts)))
-                .collect();
-            hs.into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
-                })
-                .collect()
-        })
-    };
+    let results = remove_all(&targets, &opts);
     let mut v6_ok = true;
     for (t, r) in targets.iter().zip(results) {
         if let Err(e) = r {
@@ -127,6 +112,10 @@ pub fn run(args: &UninstallArgs) -> anyhow::Result<Exit> {
     }
     if errors.is_empty() {
         receipt::remove(&receipt_path)?;
+        timings.step("find, remove, read back");
+        if cfg.verbose {
+            ui::info(timings.report());
+        }
         ui::info("transparent proxy cleanup completed successfully");
         Ok(Exit::Success)
     } else {
@@ -198,6 +187,17 @@ fn dry_run(
     Ok(Exit::Success)
 }
 
+/// Why a backend is looked at (in order of authority).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Source {
+    /// The receipt records an install there.
+    Installed,
+    /// An unfinished run recorded it may add rules there.
+    Unfinished,
+    /// Configured or found on the host.
+    Found,
+}
+
 /// Every backend that may hold rules of ours, with those rules: the
 /// receipt's backends (and, when one of them holds none of its rules — a
 /// stale receipt — the other backends too); else the configured
@@ -208,9 +208,14 @@ fn find_targets(
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<(Vec<Target>, Vec<String>)> {
     let mut errors = Vec::new();
-    let mut candidates: Vec<(Executables, bool)> = Vec::new();
+    let mut candidates: Vec<(Executables, Source)> = Vec::new();
     if let Some(r) = rec {
         for f in r.all_records() {
+            let source = if r.families.contains(f) {
+                Source::Installed
+            } else {
+                Source::Unfinished
+            };
             let exes = Executables::from_receipt(f);
             if !exes.save.exists() || !exes.restore.exists() {
                 warnings.push(format!(
@@ -220,8 +225,9 @@ fn find_targets(
                 ));
                 continue;
             }
-            if !candidates.iter().any(|(e, _)| *e == exes) {
-                candidates.push((exes, true));
+            match candidates.iter_mut().find(|(e, _)| *e == exes) {
+                Some((_, s)) => *s = (*s).min(source),
+                None => candidates.push((exes, source)),
             }
         }
     }
@@ -230,39 +236,41 @@ fn find_targets(
             continue;
         }
         if let Some(exes) = backend::configured(family, &cfg.iptables_executables)? {
-            candidates.push((exes, false));
+            candidates.push((exes, Source::Found));
             continue;
         }
-        candidates.extend(all_backends(family).into_iter().map(|e| (e, false)));
+        candidates.extend(all_backends(family).into_iter().map(|e| (e, Source::Found)));
     }
     let mut targets: Vec<Target> = Vec::new();
     let mut i = 0;
     while i < candidates.len() {
-        let (exes, recorded) = candidates[i].clone();
+        let (exes, source) = candidates[i].clone();
         i += 1;
-        match target(cfg, rec, exes, recorded, warnings) {
-            Ok(t) => {
-                if t.recorded && t.owned.is_empty() {
-                    // A stale receipt: look where the rules may be instead.
-                    warnings.push(format!(
-                        "[{}] the {} backend the receipt names holds none of its rules (were they lost in a reboot, or installed again elsewhere?); looking at the other backends too",
-                        t.exes.family.tool(),
-                        t.exes.mode
-                    ));
-                    for e in all_backends(t.exes.family) {
-                        if !candidates
-                            .iter()
-                            .any(|(c, _)| c.save == e.save && c.family == e.family)
-                        {
-                            candidates.push((e, false));
-                        }
-                    }
-                }
-                if !t.owned.is_empty() || t.recorded {
-                    targets.push(t);
+        let t = match target(cfg, rec, exes, warnings) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        if source == Source::Installed && t.owned.is_empty() {
+            // A stale receipt: look where the rules may be instead.
+            warnings.push(format!(
+                "[{}] the {} backend the receipt names holds none of its rules (were they lost in a reboot, or installed again elsewhere?); looking at the other backends too",
+                t.exes.family.tool(),
+                t.exes.mode
+            ));
+            for e in all_backends(t.exes.family) {
+                if !candidates
+                    .iter()
+                    .any(|(c, _)| c.save == e.save && c.family == e.family)
+                {
+                    candidates.push((e, Source::Found));
                 }
             }
-            Err(e) => errors.push(format!("{e:#}")),
+        }
+        if !t.owned.is_empty() || source != Source::Found {
+            targets.push(t);
         }
     }
     Ok((targets, errors))
@@ -280,7 +288,6 @@ fn target(
     cfg: &Config,
     rec: Option<&Receipt>,
     exes: Executables,
-    recorded: bool,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Target> {
     let (_, before) = exes.save_all()?;
@@ -304,13 +311,43 @@ fn target(
         .iter()
         .flat_map(|r| r.tables.iter().filter(|t| t.created).map(|t| t.table))
         .collect();
+    let mut base_created: Vec<(crate::model::TableName, String)> = Vec::new();
+    for t in records.iter().flat_map(|r| r.tables.iter()) {
+        for c in &t.builtin_created {
+            if !base_created.iter().any(|(tb, x)| *tb == t.table && x == c) {
+                base_created.push((t.table, c.clone()));
+            }
+        }
+    }
     Ok(Target {
         exes,
         before,
         known,
         owned,
-        recorded,
         created,
+        base_created,
+    })
+}
+
+/// Removes every target's rules. Families and backends are separate tables:
+/// side by side, unless legacy without --wait would make them compete for
+/// the xtables lock.
+fn remove_all(targets: &[Target], opts: &RestoreOptions) -> Vec<anyhow::Result<()>> {
+    let sequential = opts.wait == 0 && targets.iter().any(|t| t.exes.mode == Mode::Legacy);
+    if sequential {
+        return targets.iter().map(|t| remove(t, opts)).collect();
+    }
+    std::thread::scope(|s| {
+        let hs: Vec<_> = targets
+            .iter()
+            .map(|t| s.spawn(|| remove(t, opts)))
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
+            })
+            .collect()
     })
 }
 
@@ -364,6 +401,11 @@ fn remove(t: &Target, opts: &RestoreOptions) -> anyhow::Result<()> {
             t.exes.save.display()
         ));
     }
+    for (table, chain) in &t.base_created {
+        if let Err(e) = apply::delete_base_chain_if_pristine(&t.exes, *table, chain, &after) {
+            ui::warn(format!("{e:#}"));
+        }
+    }
     for table in &t.created {
         match apply::delete_table_if_pristine(&t.exes, *table, &after) {
             Ok(true) => {}
@@ -391,9 +433,14 @@ fn remove(t: &Target, opts: &RestoreOptions) -> anyhow::Result<()> {
 struct FirewalldPlan {
     path: PathBuf,
     records: Vec<FirewalldReceipt>,
-    /// Entries the configuration plans (comments on and off): for
-    /// comment-less installs whose receipt is gone.
-    planned: Vec<String>,
+    /// Without a receipt: the entries the configuration plans (comments on
+    /// and off) for the kuma-dp UIDs found, for comment-less installs.
+    planned: Vec<firewalld::Entry>,
+    /// Without a receipt: DNS and conntrack zone entries by shape
+    /// (ipv, table, chain, [`canonical::shape`] of the arguments), which
+    /// count as ours when every UID they name is one of `uids`.
+    dns_shapes: Vec<(String, String, String, String)>,
+    uids: Vec<String>,
 }
 
 impl FirewalldPlan {
@@ -406,20 +453,109 @@ impl FirewalldPlan {
             .map(|f| f.path.clone())
             .or_else(|| flag.map(Path::to_path_buf))
             .unwrap_or_else(|| PathBuf::from(firewalld::DEFAULT_PATH));
-        let mut planned = Vec::new();
+        let mut fw = FirewalldPlan {
+            path,
+            records,
+            planned: Vec::new(),
+            dns_shapes: Vec::new(),
+            uids: Vec::new(),
+        };
         if rec.is_none() {
-            for comments in [true, false] {
-                let mut c = cfg.clone();
-                c.comments.disabled = !comments;
-                if let Some(set) = planned_for(&c) {
-                    planned.extend(firewalld::planned_forms(&set));
+            fw.recognise_without_receipt(cfg);
+        }
+        fw
+    }
+
+    /// Fills `planned`, `dns_shapes` and `uids` (see the fields).
+    fn recognise_without_receipt(&mut self, cfg: &Config) {
+        let entries = firewalld::read_optional(&self.path)
+            .ok()
+            .flatten()
+            .and_then(|t| firewalld::entries_in(&t).ok())
+            .unwrap_or_default();
+        for e in &entries {
+            if let firewalld::Entry::Rule { chain, args, .. } = e
+                && is_our_chain(chain)
+            {
+                for u in canonical::uids_in(args) {
+                    if !self.uids.iter().any(|x| x == u) {
+                        self.uids.push(u.to_string());
+                    }
                 }
             }
         }
-        FirewalldPlan {
-            path,
-            records,
-            planned,
+        if let Ok(u) = common::kuma_dp_uid(cfg, &mut Vec::new()) {
+            self.uids.push(u.to_string());
+        }
+        let servers = {
+            let dns = &cfg.redirect.dns;
+            if dns.enabled && !dns.capture_all {
+                crate::host::resolv::nameservers(&dns.resolv_config_path, &mut Vec::new())
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            }
+        };
+        for uid in self.uids.iter().filter_map(|u| u.parse::<u32>().ok()) {
+            for comments in [true, false] {
+                let mut c = cfg.clone();
+                c.comments.disabled = !comments;
+                self.planned.extend(firewalld::planned_entries(&plan_with(
+                    &c,
+                    uid,
+                    servers.clone(),
+                )));
+            }
+        }
+        let placeholder: Vec<IpAddr> = vec![
+            "192.0.2.53".parse().expect("ip"),
+            "2001:db8::53".parse().expect("ip"),
+        ];
+        for (capture_all, servers) in [(true, Vec::new()), (false, placeholder)] {
+            let mut c = Config::default();
+            c.comments.disabled = true;
+            c.redirect.dns.enabled = true;
+            c.redirect.dns.capture_all = capture_all;
+            for e in firewalld::planned_entries(&plan_with(&c, 0, servers)) {
+                if let firewalld::Entry::Rule {
+                    ipv,
+                    table,
+                    chain,
+                    args,
+                    ..
+                } = e
+                    && !is_our_chain(&chain)
+                    && !args.split_whitespace().any(is_our_chain)
+                {
+                    self.dns_shapes
+                        .push((ipv, table, chain, canonical::shape(&args)));
+                }
+            }
+        }
+    }
+
+    /// Whether an entry of the file is ours.
+    fn is_ours(&self, e: &firewalld::Entry, listed: &[firewalld::Entry]) -> bool {
+        if e.is_ours() || listed.iter().any(|l| l.same_as(e)) {
+            return true;
+        }
+        match e {
+            firewalld::Entry::Rule {
+                ipv,
+                table,
+                chain,
+                args,
+                ..
+            } => {
+                let shape = canonical::shape(args);
+                self.dns_shapes
+                    .iter()
+                    .any(|(i, t, c, s)| i == ipv && t == table && c == chain && *s == shape)
+                    && canonical::uids_in(args)
+                        .iter()
+                        .all(|u| self.uids.iter().any(|x| x == u))
+            }
+            _ => false,
         }
     }
 
@@ -431,20 +567,15 @@ impl FirewalldPlan {
         let Ok(entries) = firewalld::entries_in(&text) else {
             return Vec::new();
         };
-        let mut listed: Vec<firewalld::Entry> = Vec::new();
-        for s in self
-            .records
-            .iter()
-            .flat_map(|r| r.entries.iter())
-            .chain(self.planned.iter())
-        {
+        let mut listed: Vec<firewalld::Entry> = self.planned.clone();
+        for s in self.records.iter().flat_map(|r| r.entries.iter()) {
             if let Ok(e) = firewalld::Entry::parse(s) {
                 listed.push(e);
             }
         }
         entries
             .iter()
-            .filter(|e| e.is_ours() || listed.iter().any(|l| l.same_as(e)))
+            .filter(|e| self.is_ours(e, &listed))
             .map(|e| e.to_string())
             .collect()
     }
@@ -452,7 +583,7 @@ impl FirewalldPlan {
     /// Removes them and checks none is left.
     fn remove(&self) -> anyhow::Result<()> {
         let records: Vec<&FirewalldReceipt> = self.records.iter().collect();
-        let u = firewalld::unstore_all(&self.path, &records, &self.planned)?;
+        let u = firewalld::unstore_all(&self.path, &records, &self.present())?;
         if !u.removed.is_empty() {
             ui::info(format!(
                 "[firewalld] removed {} entries from {}{}",
@@ -480,16 +611,10 @@ impl FirewalldPlan {
     }
 }
 
-/// The rule set `cfg` plans on this host, best effort (the kuma-dp user
-/// may not exist on a host being cleaned up).
-fn planned_for(cfg: &Config) -> Option<crate::model::RuleSet> {
-    let uid = common::kuma_dp_uid(cfg, &mut Vec::new()).ok()?;
-    let dns = &cfg.redirect.dns;
-    let servers = if dns.enabled && !dns.capture_all {
-        crate::host::resolv::nameservers(&dns.resolv_config_path, &mut Vec::new()).ok()?
-    } else {
-        Vec::new()
-    };
+/// The rule set `cfg` plans for kuma-dp UID `uid` and DNS `servers`
+/// (both families; no host probing: a host being cleaned up may lack the
+/// user or the modules).
+fn plan_with(cfg: &Config, uid: u32, servers: Vec<IpAddr>) -> crate::model::RuleSet {
     let ff = plan::FamilyFacts {
         dns_servers: servers,
         docker_output: false,
@@ -503,5 +628,5 @@ fn planned_for(cfg: &Config) -> Option<crate::model::RuleSet> {
         v4: ff.clone(),
         v6: (cfg.ip_family_mode == crate::config::IpFamilyMode::DualStack).then_some(ff),
     };
-    Some(plan::plan(cfg, &facts).rules)
+    plan::plan(cfg, &facts).rules
 }

@@ -343,3 +343,28 @@ fn drift_names_every_difference() {
         "{d:?}"
     );
 }
+
+#[test]
+fn wait_interval_goes_only_with_wait() {
+    let exes = Executables {
+        family: Family::Ipv4,
+        mode: Mode::Legacy,
+        iptables: "/usr/sbin/iptables-legacy".into(),
+        save: "/usr/sbin/iptables-legacy-save".into(),
+        restore: "/usr/sbin/iptables-legacy-restore".into(),
+        version: String::new(),
+        custom: true,
+    };
+    let mut opts = RestoreOptions {
+        wait: 0,
+        wait_interval: 21,
+        retries: 0,
+        sleep: Duration::ZERO,
+        verbose: false,
+    };
+    let line = restore_cmd(&exes, &opts, &["--test"]).display();
+    assert!(!line.contains("--wait"), "{line}");
+    opts.wait = 5;
+    let line = restore_cmd(&exes, &opts, &["--test"]).display();
+    assert!(line.contains("--wait=5 --wait-interval=21"), "{line}");
+}
