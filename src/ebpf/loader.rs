@@ -11,8 +11,10 @@
 //! with `BPF_OBJ_PIN` ([`super::sys`]).
 //!
 //! `TPROXYCTL_EBPF_FAIL_AT=<step>` (`load`, `fill`, `attach:<program>`,
-//! `pin:<name>`) makes that step fail: the fault-injection point the kernel
-//! tests use to prove that a failure half-way leaves nothing behind.
+//! `pin:<name>`) makes that step fail, and `abort:<step>` kills the process
+//! there: the fault-injection points the kernel tests use to prove that a
+//! failure half-way leaves nothing behind and that a killed run is cleaned up
+//! by the next one.
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -64,11 +66,13 @@ pub struct Pinned {
     pub maps: Vec<PinnedMap>,
 }
 
-fn fail_point(step: &str) -> anyhow::Result<()> {
-    if std::env::var("TPROXYCTL_EBPF_FAIL_AT").as_deref() == Ok(step) {
-        bail!("failure injected at {step} (TPROXYCTL_EBPF_FAIL_AT)");
+pub fn fail_point(step: &str) -> anyhow::Result<()> {
+    match std::env::var("TPROXYCTL_EBPF_FAIL_AT") {
+        Ok(v) if v == step => bail!("failure injected at {step} (TPROXYCTL_EBPF_FAIL_AT)"),
+        // `abort:<step>`: die there as kill -9 would, undoing nothing.
+        Ok(v) if v.strip_prefix("abort:") == Some(step) => std::process::abort(),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// An attached link not pinned yet: dropping it detaches it.

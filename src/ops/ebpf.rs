@@ -382,7 +382,9 @@ impl Txn<'_> {
             ipv6_loopback: adds_v6,
             firewalld: None,
         });
-        journal.ebpf = Some(self.record(&dir, self.found.needs_mount, &[]));
+        let mut intent = self.record(&dir, self.found.needs_mount, &[]);
+        intent.object_dir_created |= !self.p.cfg.ebpf.programs_source_path.exists();
+        journal.ebpf = Some(intent);
         if !receipt::is_none(self.receipt_path) {
             receipt::store(self.receipt_path, &journal)
                 .context("writing the journal to the receipt before any change")?;

@@ -955,3 +955,82 @@ fn tc_attach_iface_limits_inbound_redirection_to_that_interface() {
     drop(fwd);
     w.uninstall();
 }
+
+#[test]
+fn a_run_killed_half_way_is_cleaned_up_by_the_next_and_runs_take_turns() {
+    require_ebpf!();
+    let w = World::new("ek");
+    let before = w.footprint();
+    // Killed (SIGABRT, no rollback) once links are pinned: the journal in
+    // the receipt names what the run may have left.
+    let out = w.run(
+        &["install", "transparent-proxy"],
+        &[],
+        &[("TPROXYCTL_EBPF_FAIL_AT", "abort:pin:tp_connect6")],
+    );
+    assert!(!out.status.success());
+    assert!(w.fs.is_bpffs(), "the killed run had mounted the bpffs");
+    assert!(!cgroup_attachments(&w.cg).is_empty(), "and attached");
+    w.uninstall();
+    assert_eq!(w.footprint(), before);
+
+    // Killed again; then an install finishes the job and owns everything.
+    let out = w.run(
+        &["install", "transparent-proxy"],
+        &[],
+        &[("TPROXYCTL_EBPF_FAIL_AT", "abort:pin:tp_sockops")],
+    );
+    assert!(!out.status.success());
+    w.install(&[]);
+    assert_eq!(cgroup_attachments(&w.cg).len(), 4);
+    let r = w.receipt_json();
+    assert!(r.get("pending").is_none(), "{r}");
+    let root = PathBuf::from(r["ebpf"]["pinned"]["dir"].as_str().unwrap())
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert_eq!(
+        std::fs::read_dir(&root).unwrap().count(),
+        1,
+        "one pin directory left"
+    );
+
+    // Concurrent installs of two configurations: they take turns (the host
+    // lock), and one of them is what is installed, whole.
+    let a = w.args(
+        &["install", "transparent-proxy"],
+        &["--exclude-outbound-ports", "1111"],
+    );
+    let b = w.args(
+        &["install", "transparent-proxy"],
+        &["--exclude-outbound-ports", "2222"],
+    );
+    let spawn = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        nsenter(&w.topo.a, crate::common::bin(), &args)
+            .env_remove("TPROXYCTL_RECEIPT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (ca, cb) = (spawn(a), spawn(b));
+    for c in [ca, cb] {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let st = tproxyctl(
+        &w.topo.a,
+        &["status", "--receipt", w.receipt().to_str().unwrap()],
+    );
+    assert!(st.status.success(), "{}", stdout(&st));
+    assert_eq!(cgroup_attachments(&w.cg).len(), 4);
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 1);
+    w.uninstall();
+    assert_eq!(w.footprint(), before);
+}
