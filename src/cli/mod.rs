@@ -56,7 +56,8 @@ The rules redirect inbound TCP to --redirect-inbound-port (15006) and outbound T
 --redirect-outbound-port (15001), except traffic of the kuma-dp user. They are applied with one \
 iptables-restore per IP family, as a transaction: if anything fails, every family is put back \
 as it was. Inbound TCP to every port, SSH (22) included, is redirected unless excluded with \
---exclude-inbound-ports.")]
+--exclude-inbound-ports. With --ebpf-enabled the same redirection is made by eBPF programs \
+attached to a cgroup (--ebpf-cgroup-path) instead of iptables rules.")]
     TransparentProxy(Box<InstallArgs>),
     /// Check that the hairpin redirect works (kumactl-compatible validator).
     TransparentProxyValidator(ValidatorArgs),
