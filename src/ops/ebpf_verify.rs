@@ -35,6 +35,7 @@ use crate::ebpf::maps::{Contents, Facts, flag};
 use crate::ebpf::{cgroup, loader, object, sys};
 use crate::host::receipt::Receipt;
 use crate::host::sandbox::{self, Bench, Seen};
+use crate::ops::verify::pick_port;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -285,15 +286,6 @@ fn app_uid(cfg: &Config, exempt: u32) -> u32 {
                     .any(|x| x.uids.contains(*u) && x.protocols.contains(&Proto::Tcp))
         })
         .unwrap_or(65534)
-}
-
-/// A port neither excluded nor (when a list of included ports exists) left out.
-fn pick_port(include: &[u16], exclude: &[u16], from: u16) -> u16 {
-    include.first().copied().unwrap_or_else(|| {
-        (from..u16::MAX)
-            .find(|p| !exclude.contains(p))
-            .unwrap_or(from)
-    })
 }
 
 /// The throwaway bench's map contents: the receipt's configuration with the

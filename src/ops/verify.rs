@@ -112,7 +112,7 @@ fn inside(m: &IpMatch) -> IpAddr {
 }
 
 /// A port neither excluded nor (when a list of included ports exists) left out.
-fn pick_port(include: &[u16], exclude: &[u16], from: u16) -> u16 {
+pub(crate) fn pick_port(include: &[u16], exclude: &[u16], from: u16) -> u16 {
     if let Some(p) = include.first() {
         return *p;
     }
