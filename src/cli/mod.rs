@@ -14,7 +14,7 @@ use std::ffi::OsString;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-pub use tp::{ApplyFlags, KumactlRootFlags, ReceiptArg, TpFlags};
+pub use tp::{ApplyFlags, EbpfFlags, KumactlRootFlags, ReceiptArg, TpFlags};
 
 /// tproxyctl installs a transparent proxy the way `kumactl install transparent-proxy` does.
 #[derive(Debug, Parser)]
@@ -72,7 +72,8 @@ The rules redirect inbound TCP to --redirect-inbound-port (15006) and outbound T
 --redirect-outbound-port (15001), except traffic of the kuma-dp user. They are applied with one \
 iptables-restore per IP family, as a transaction: if anything fails, every family is put back \
 as it was. Inbound TCP to every port, SSH (22) included, is redirected unless excluded with \
---exclude-inbound-ports.")]
+--exclude-inbound-ports. With --ebpf-enabled the same redirection is made by eBPF programs \
+attached to a cgroup (--ebpf-cgroup-path) instead of iptables rules.")]
     TransparentProxy(Box<InstallArgs>),
     /// Check that the hairpin redirect works (kumactl-compatible validator).
     TransparentProxyValidator(ValidatorArgs),
@@ -82,6 +83,41 @@ as it was. Inbound TCP to every port, SSH (22) included, is redirected unless ex
 pub enum UninstallCommand {
     /// Remove the transparent proxy rules, and only those.
     TransparentProxy(Box<UninstallArgs>),
+    /// Detach and unpin the eBPF programs of an eBPF-mode install (kumactl's `uninstall ebpf`).
+    Ebpf(Box<UninstallEbpfArgs>),
+}
+
+/// kumactl's `uninstall ebpf` flags; the Kubernetes cleanup-job ones are
+/// accepted and ignored.
+#[derive(Debug, Args)]
+pub struct UninstallEbpfArgs {
+    /// BPF filesystem the programs were pinned in (used when there is no receipt) [default: /run/kuma/bpf].
+    #[arg(
+        long = "bpffs-path",
+        visible_alias = "ebpf-bpffs-path",
+        value_name = "DIR"
+    )]
+    pub bpffs_path: Option<String>,
+    /// Print what would be removed and change nothing.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub dry_run: Option<bool>,
+    #[command(flatten)]
+    pub receipt: ReceiptArg,
+    /// kumactl's Kubernetes cleanup-job settings: accepted, ignored (there is no job on a VM).
+    #[arg(long, hide = true)]
+    pub timeout: Option<String>,
+    #[arg(long, hide = true)]
+    pub namespace: Option<String>,
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub remove_only: Option<String>,
+    #[arg(long, hide = true)]
+    pub cleanup_image_registry: Option<String>,
+    #[arg(long, hide = true)]
+    pub cleanup_image_repository: Option<String>,
+    #[arg(long, hide = true)]
+    pub cleanup_image_tag: Option<String>,
+    #[arg(long, hide = true)]
+    pub cleanup_job_name: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

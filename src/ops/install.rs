@@ -109,6 +109,9 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
         )
         .into());
     }
+    if cfg.ebpf.enabled {
+        return crate::ops::ebpf::install(args, &cfg);
+    }
     common::require_root(cfg.dry_run)?;
     let receipt_path = receipt::path_or_default(args.receipt.receipt.as_deref());
     let fw_path = args
@@ -124,6 +127,12 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
     let _lock = common::begin_change(&cfg, &receipt_path, "install")?;
     timings.step("lock");
     let old = previous_receipt(&receipt_path)?;
+    if old.as_ref().is_some_and(|r| r.ebpf.is_some()) {
+        anyhow::bail!(
+            "the receipt {} records an eBPF-mode install; run `tproxyctl uninstall transparent-proxy` before installing iptables rules; nothing on the host was changed",
+            receipt_path.display()
+        );
+    }
     let mut warnings = Vec::new();
     let phases = ui::Phases::start("probing the host and the iptables backends");
     let probe = common::probe(&cfg, old.as_ref(), &mut warnings)?;
@@ -558,6 +567,7 @@ impl Txn<'_> {
             ipv6_loopback_added: false,
             firewalld: None,
             pending: None,
+            ebpf: None,
         }
     }
 
