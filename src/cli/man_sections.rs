@@ -23,10 +23,16 @@ pub const FORWARDER_UNIT: &str = "tproxyctl-forwarder.service";
 pub const LOCK_DIR: &str = "/run/tproxyctl/";
 
 /// `TPROXYCTL_*` variables that no argument carries: (name, meaning).
-pub const PROCESS_ENV: &[(&str, &str)] = &[(
-    "TPROXYCTL_TRACE_EXEC",
-    "When set, every external command tproxyctl runs (iptables, ip, nft, firewall-cmd) is printed on stderr before it runs.",
-)];
+pub const PROCESS_ENV: &[(&str, &str)] = &[
+    (
+        "TPROXYCTL_TRACE_EXEC",
+        "When set, every external command tproxyctl runs (iptables, ip, nft, firewall-cmd) is printed on stderr before it runs.",
+    ),
+    (
+        "TPROXYCTL_EBPF_FAIL_AT",
+        "For tests only: makes an eBPF install fail at the named step (load, fill, attach:PROGRAM, pin:NAME), or abort:STEP kill itself there, to prove that it undoes everything it did. Never set it in production.",
+    ),
+];
 
 /// The sections for one command's page, as roff text to put before VERSION.
 pub fn sections(cmd: &Command) -> String {

@@ -106,6 +106,10 @@ fn absolute_path(ex: &Extract<'_>, path: &str) -> Result<Option<PathBuf>, UsageE
     let Some(v) = ex.string(path)? else {
         return Ok(None);
     };
+    // Empty means "not set" (the default), as for the other optional keys.
+    if v.is_empty() {
+        return Ok(None);
+    }
     let leaf = ex.leaf(path).expect("string() found it");
     if v.trim().is_empty() || !v.starts_with('/') || v.contains('\0') {
         return Err(invalid(leaf, path, &v, "expected an absolute path"));

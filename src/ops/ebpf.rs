@@ -1052,9 +1052,9 @@ mod tests {
         let mut cfg = Config::default();
         let e = instance_ip(&cfg).unwrap_err().to_string();
         assert!(e.contains("--ebpf-instance-ip"), "{e}");
-        cfg.ebpf.instance_ip_env_var_name = Some("TPROXYCTL_TEST_SURELY_UNSET".into());
+        cfg.ebpf.instance_ip_env_var_name = Some("NO_SUCH_INSTANCE_IP_VARIABLE_FOR_TESTS".into());
         let e = instance_ip(&cfg).unwrap_err().to_string();
-        assert!(e.contains("TPROXYCTL_TEST_SURELY_UNSET"), "{e}");
+        assert!(e.contains("NO_SUCH_INSTANCE_IP_VARIABLE_FOR_TESTS"), "{e}");
         cfg.ebpf.instance_ip = Some("10.0.0.5".parse().unwrap());
         assert_eq!(
             instance_ip(&cfg).unwrap(),

@@ -316,7 +316,8 @@ pub struct CgForwarder {
 
 impl CgForwarder {
     pub fn start(ns: &Netns, cg: &TestCgroup, args: &[&str]) -> CgForwarder {
-        let dir = tempfile::tempdir().unwrap();
+        // The forwarder opens its access log as the user, after the drop.
+        let dir = crate::fwd_kernel::exempt_user_dir();
         let log = dir.path().join("access.log");
         let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
         let receipt = dir.path().join("no-receipt.json");
