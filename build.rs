@@ -13,6 +13,11 @@
 //!   `/etc/firewalld` to mount over;
 //! - `firewalld_installed`: firewalld's own Python code (no root needed);
 //! - `python3_installed`: a `python3`;
+//! - `ebpf_tests`: `kernel_tests` plus bpftool and a cgroup2 mount (the eBPF
+//!   mode's tests attach to a child cgroup of their own);
+//! - `bpf_clang`: the clang that built the committed `bpf/tproxy.bpf.o` (its
+//!   version is recorded in `bpf/tproxy.bpf.o.info`), so the object can be
+//!   rebuilt and compared byte for byte; another clang's output would differ;
 //! - `shared_seeds`: the shared documents (`../shared/seeds`) beside the
 //!   repository, as in CI, to compare the copied seed examples with.
 //!
@@ -86,6 +91,8 @@ fn main() {
         "firewalld_installed",
         "python3_installed",
         "shared_seeds",
+        "ebpf_tests",
+        "bpf_clang",
     ];
     for g in groups {
         println!("cargo::rustc-check-cfg=cfg({g})");
@@ -96,12 +103,16 @@ fn main() {
     let firewalld =
         kernel && FIREWALLD_TOOLS.iter().all(|t| have(t)) && Path::new("/etc/firewalld").is_dir();
     let skip = std::env::var("TPROXYCTL_SKIP_KERNEL_TESTS").as_deref() == Ok("1");
+    let ebpf = kernel && have("bpftool") && cgroup2_mounted();
+    println!("cargo::rerun-if-changed=bpf/tproxy.bpf.o.info");
     let on = [
         ("kernel_tests", kernel && !skip),
         ("firewalld_tests", firewalld && !skip),
         ("firewalld_installed", have("firewalld")),
         ("python3_installed", have("python3")),
         ("shared_seeds", seeds.is_dir()),
+        ("ebpf_tests", ebpf && !skip),
+        ("bpf_clang", recorded_clang_is_here()),
     ];
     for (group, found) in on {
         if require || found {
@@ -128,4 +139,35 @@ fn have(tool: &str) -> bool {
     std::env::split_paths(&path)
         .chain(TOOL_DIRS.iter().map(Into::into))
         .any(|d| d.join(tool).is_file())
+}
+
+/// A cgroup2 file system is mounted somewhere (not always /sys/fs/cgroup).
+fn cgroup2_mounted() -> bool {
+    std::fs::read_to_string("/proc/self/mounts").is_ok_and(|m| {
+        m.lines()
+            .any(|l| l.split_whitespace().nth(2) == Some("cgroup2"))
+    })
+}
+
+/// `clang --version`'s first line is the one `bpf/tproxy.bpf.o.info` recorded.
+fn recorded_clang_is_here() -> bool {
+    let info = Path::new(env!("CARGO_MANIFEST_DIR")).join("bpf/tproxy.bpf.o.info");
+    let Some(recorded) = std::fs::read_to_string(info).ok().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("clang ").map(|v| v.trim().to_string()))
+    }) else {
+        return false;
+    };
+    std::process::Command::new("clang")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.trim().to_string())
+        })
+        .is_some_and(|have| have == recorded)
 }

@@ -85,6 +85,9 @@ _tproxyctl() {
             tproxyctl__subcmd__help__subcmd__install,transparent-proxy-validator)
                 cmd="tproxyctl__subcmd__help__subcmd__install__subcmd__transparent__subcmd__proxy__subcmd__validator"
                 ;;
+            tproxyctl__subcmd__help__subcmd__uninstall,ebpf)
+                cmd="tproxyctl__subcmd__help__subcmd__uninstall__subcmd__ebpf"
+                ;;
             tproxyctl__subcmd__help__subcmd__uninstall,transparent-proxy)
                 cmd="tproxyctl__subcmd__help__subcmd__uninstall__subcmd__transparent__subcmd__proxy"
                 ;;
@@ -106,11 +109,17 @@ _tproxyctl() {
             tproxyctl__subcmd__install__subcmd__help,transparent-proxy-validator)
                 cmd="tproxyctl__subcmd__install__subcmd__help__subcmd__transparent__subcmd__proxy__subcmd__validator"
                 ;;
+            tproxyctl__subcmd__uninstall,ebpf)
+                cmd="tproxyctl__subcmd__uninstall__subcmd__ebpf"
+                ;;
             tproxyctl__subcmd__uninstall,help)
                 cmd="tproxyctl__subcmd__uninstall__subcmd__help"
                 ;;
             tproxyctl__subcmd__uninstall,transparent-proxy)
                 cmd="tproxyctl__subcmd__uninstall__subcmd__transparent__subcmd__proxy"
+                ;;
+            tproxyctl__subcmd__uninstall__subcmd__help,ebpf)
+                cmd="tproxyctl__subcmd__uninstall__subcmd__help__subcmd__ebpf"
                 ;;
             tproxyctl__subcmd__uninstall__subcmd__help,help)
                 cmd="tproxyctl__subcmd__uninstall__subcmd__help__subcmd__help"
@@ -793,8 +802,22 @@ _tproxyctl() {
             return 0
             ;;
         tproxyctl__subcmd__help__subcmd__uninstall)
-            opts="transparent-proxy"
+            opts="transparent-proxy ebpf"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tproxyctl__subcmd__help__subcmd__uninstall__subcmd__ebpf)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -921,7 +944,7 @@ _tproxyctl() {
             return 0
             ;;
         tproxyctl__subcmd__install__subcmd__transparent__subcmd__proxy)
-            opts="-o -q -h -V --config --config-file --kuma-dp-user --kuma-dp-uid --redirect-inbound --redirect-inbound-port --redirect-outbound-port --exclude-inbound-ports --exclude-outbound-ports --exclude-inbound-ips --exclude-outbound-ips --exclude-outbound-ports-for-uids --redirect-inbound-insert-instead-of-append --redirect-outbound-insert-instead-of-append --redirect-dns --redirect-all-dns-traffic --redirect-dns-port --skip-dns-conntrack-zone-split --vnet --ip-family-mode --iptables-logs --disable-comments --drop-invalid-packets --dry-run --verbose --store-firewalld --wait --wait-interval --max-retries --sleep-between-retries --iptables-executables --firewalld-direct-file --receipt --output --quiet --log-level --context --no-config --api-timeout --help --version"
+            opts="-o -q -h -V --config --config-file --kuma-dp-user --kuma-dp-uid --redirect-inbound --redirect-inbound-port --redirect-outbound-port --exclude-inbound-ports --exclude-outbound-ports --exclude-inbound-ips --exclude-outbound-ips --exclude-outbound-ports-for-uids --redirect-inbound-insert-instead-of-append --redirect-outbound-insert-instead-of-append --redirect-dns --redirect-all-dns-traffic --redirect-dns-port --skip-dns-conntrack-zone-split --vnet --ip-family-mode --iptables-logs --disable-comments --drop-invalid-packets --dry-run --verbose --store-firewalld --wait --wait-interval --max-retries --sleep-between-retries --iptables-executables --firewalld-direct-file --ebpf-enabled --ebpf-instance-ip --ebpf-programs-source-path --ebpf-bpffs-path --ebpf-cgroup-path --ebpf-tc-attach-iface --ebpf-allow-cgroup-root --receipt --from-receipt --output --quiet --log-level --context --no-config --api-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1055,7 +1078,39 @@ _tproxyctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --ebpf-enabled)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-instance-ip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-programs-source-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-bpffs-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-cgroup-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-tc-attach-iface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-allow-cgroup-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --receipt)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from-receipt)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1183,7 +1238,7 @@ _tproxyctl() {
             return 0
             ;;
         tproxyctl__subcmd__uninstall)
-            opts="-q -h -V --quiet --log-level --context --no-config --api-timeout --help --version transparent-proxy help"
+            opts="-q -h -V --quiet --log-level --context --no-config --api-timeout --help --version transparent-proxy ebpf help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1212,9 +1267,97 @@ _tproxyctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        tproxyctl__subcmd__uninstall__subcmd__help)
-            opts="transparent-proxy help"
+        tproxyctl__subcmd__uninstall__subcmd__ebpf)
+            opts="-q -h -V --ebpf-bpffs-path --bpffs-path --dry-run --receipt --timeout --namespace --remove-only --cleanup-image-registry --cleanup-image-repository --cleanup-image-tag --cleanup-job-name --quiet --log-level --context --no-config --api-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --bpffs-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-bpffs-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dry-run)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --receipt)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --namespace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remove-only)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cleanup-image-registry)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cleanup-image-repository)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cleanup-image-tag)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cleanup-job-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --no-config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tproxyctl__subcmd__uninstall__subcmd__help)
+            opts="transparent-proxy ebpf help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tproxyctl__subcmd__uninstall__subcmd__help__subcmd__ebpf)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1255,7 +1398,7 @@ _tproxyctl() {
             return 0
             ;;
         tproxyctl__subcmd__uninstall__subcmd__transparent__subcmd__proxy)
-            opts="-q -h -V --config --config-file --kuma-dp-user --kuma-dp-uid --redirect-inbound --redirect-inbound-port --redirect-outbound-port --exclude-inbound-ports --exclude-outbound-ports --exclude-inbound-ips --exclude-outbound-ips --exclude-outbound-ports-for-uids --redirect-inbound-insert-instead-of-append --redirect-outbound-insert-instead-of-append --redirect-dns --redirect-all-dns-traffic --redirect-dns-port --skip-dns-conntrack-zone-split --vnet --ip-family-mode --iptables-logs --disable-comments --drop-invalid-packets --dry-run --verbose --store-firewalld --wait --wait-interval --max-retries --sleep-between-retries --iptables-executables --firewalld-direct-file --receipt --quiet --log-level --context --no-config --api-timeout --help --version"
+            opts="-q -h -V --config --config-file --kuma-dp-user --kuma-dp-uid --redirect-inbound --redirect-inbound-port --redirect-outbound-port --exclude-inbound-ports --exclude-outbound-ports --exclude-inbound-ips --exclude-outbound-ips --exclude-outbound-ports-for-uids --redirect-inbound-insert-instead-of-append --redirect-outbound-insert-instead-of-append --redirect-dns --redirect-all-dns-traffic --redirect-dns-port --skip-dns-conntrack-zone-split --vnet --ip-family-mode --iptables-logs --disable-comments --drop-invalid-packets --dry-run --verbose --store-firewalld --wait --wait-interval --max-retries --sleep-between-retries --iptables-executables --firewalld-direct-file --ebpf-enabled --ebpf-instance-ip --ebpf-programs-source-path --ebpf-bpffs-path --ebpf-cgroup-path --ebpf-tc-attach-iface --ebpf-allow-cgroup-root --receipt --quiet --log-level --context --no-config --api-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1386,6 +1529,34 @@ _tproxyctl() {
                     return 0
                     ;;
                 --firewalld-direct-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-enabled)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-instance-ip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-programs-source-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-bpffs-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-cgroup-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-tc-attach-iface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ebpf-allow-cgroup-root)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

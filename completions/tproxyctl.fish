@@ -81,7 +81,15 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l sleep-between-retries -d 'Pause between retries, e.g. 2s or 500ms [default: 2s]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l iptables-executables -d 'Custom iptables binaries: name:path[,name:path...] (iptables, iptables-save, iptables-restore, ip6tables…)' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l firewalld-direct-file -d 'firewalld direct configuration written by --store-firewalld [default: /etc/firewalld/direct.xml]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l ebpf-enabled -d 'Redirect with eBPF programs (cgroup hooks and sk_lookup) instead of iptables rules' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l ebpf-instance-ip -d 'IP address of this instance (required with --ebpf-enabled)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l ebpf-programs-source-path -d 'Where the BPF programs are written for inspection [default: /tmp/kuma-ebpf]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l ebpf-bpffs-path -d 'BPF filesystem the links and maps are pinned in; mounted if none is there [default: /run/kuma/bpf]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l ebpf-cgroup-path -d 'cgroup (v2) the programs attach to [default: the cgroup2 mount point, a root: see --ebpf-allow-cgroup-root]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l ebpf-tc-attach-iface -d 'Redirect inbound traffic arriving on this interface only [default: every interface but loopback]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l ebpf-allow-cgroup-root -d 'Allow attaching to a cgroup root (every process of the machine is then in scope)' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l receipt -d 'Install receipt (JSON), or `none` to keep no state [default: /var/lib/tproxyctl/receipt.json]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l from-receipt -d 'Re-apply exactly the configuration an install receipt recorded [default: the --receipt file]; no configuration flag, --config file or KUMA_TRANSPARENT_PROXY_* variable is read' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -s o -l output -d 'With --dry-run: the planned rules as text (kumactl\'s format) or JSON' -r -f -a "text\t''
 json\t''"
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from transparent-proxy" -l log-level -d 'kumactl\'s own log level (off, info, debug)' -r
@@ -105,15 +113,16 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from help" -f -a "transparent-proxy" -d 'Install the transparent proxy iptables rules (kumactl-compatible flags)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from help" -f -a "transparent-proxy-validator" -d 'Check that the hairpin redirect works (kumactl-compatible validator)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand install; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy help" -l log-level -d 'kumactl\'s own log level (off, info, debug)' -r
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy help" -l context -d 'kumactl\'s control-plane context' -r
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy help" -l no-config -d 'kumactl: do not read its own configuration' -r
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy help" -l api-timeout -d 'kumactl\'s control-plane API timeout' -r
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy help" -s q -l quiet -d 'Print errors only: no progress, notes or warnings on stderr (data on stdout is unchanged)'
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy help" -s h -l help -d 'Print help'
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy help" -s V -l version -d 'Print version'
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy help" -f -a "transparent-proxy" -d 'Remove the transparent proxy rules, and only those'
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy ebpf help" -l log-level -d 'kumactl\'s own log level (off, info, debug)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy ebpf help" -l context -d 'kumactl\'s control-plane context' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy ebpf help" -l no-config -d 'kumactl: do not read its own configuration' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy ebpf help" -l api-timeout -d 'kumactl\'s control-plane API timeout' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy ebpf help" -s q -l quiet -d 'Print errors only: no progress, notes or warnings on stderr (data on stdout is unchanged)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy ebpf help" -s h -l help -d 'Print help'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy ebpf help" -s V -l version -d 'Print version'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy ebpf help" -f -a "transparent-proxy" -d 'Remove the transparent proxy rules, and only those'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy ebpf help" -f -a "ebpf" -d 'Detach and unpin the eBPF programs of an eBPF-mode install (kumactl\'s `uninstall ebpf`)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and not __fish_seen_subcommand_from transparent-proxy ebpf help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l config -d 'Configuration file (YAML or JSON), or - for stdin. Repeatable; later files win, lists replace, objects merge' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l config-file -d 'Deprecated alias of --config' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l kuma-dp-user -d 'User name or UID that runs kuma-dp (default: UID 5678, then user kuma-dp)' -r
@@ -146,6 +155,13 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fis
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l sleep-between-retries -d 'Pause between retries, e.g. 2s or 500ms [default: 2s]' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l iptables-executables -d 'Custom iptables binaries: name:path[,name:path...] (iptables, iptables-save, iptables-restore, ip6tables…)' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l firewalld-direct-file -d 'firewalld direct configuration written by --store-firewalld [default: /etc/firewalld/direct.xml]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l ebpf-enabled -d 'Redirect with eBPF programs (cgroup hooks and sk_lookup) instead of iptables rules' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l ebpf-instance-ip -d 'IP address of this instance (required with --ebpf-enabled)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l ebpf-programs-source-path -d 'Where the BPF programs are written for inspection [default: /tmp/kuma-ebpf]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l ebpf-bpffs-path -d 'BPF filesystem the links and maps are pinned in; mounted if none is there [default: /run/kuma/bpf]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l ebpf-cgroup-path -d 'cgroup (v2) the programs attach to [default: the cgroup2 mount point, a root: see --ebpf-allow-cgroup-root]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l ebpf-tc-attach-iface -d 'Redirect inbound traffic arriving on this interface only [default: every interface but loopback]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l ebpf-allow-cgroup-root -d 'Allow attaching to a cgroup root (every process of the machine is then in scope)' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l receipt -d 'Install receipt (JSON), or `none` to keep no state [default: /var/lib/tproxyctl/receipt.json]' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l log-level -d 'kumactl\'s own log level (off, info, debug)' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -l context -d 'kumactl\'s control-plane context' -r
@@ -154,7 +170,25 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fis
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -s q -l quiet -d 'Print errors only: no progress, notes or warnings on stderr (data on stdout is unchanged)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -s h -l help -d 'Print help'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from transparent-proxy" -s V -l version -d 'Print version'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l bpffs-path -l ebpf-bpffs-path -d 'BPF filesystem the programs were pinned in (used when there is no receipt) [default: /run/kuma/bpf]' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l dry-run -d 'Print what would be removed and change nothing' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l receipt -d 'Install receipt (JSON), or `none` to keep no state [default: /var/lib/tproxyctl/receipt.json]' -r -F
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l timeout -d 'kumactl\'s Kubernetes cleanup-job settings: accepted, ignored (there is no job on a VM)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l namespace -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l remove-only -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l cleanup-image-registry -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l cleanup-image-repository -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l cleanup-image-tag -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l cleanup-job-name -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l log-level -d 'kumactl\'s own log level (off, info, debug)' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l context -d 'kumactl\'s control-plane context' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l no-config -d 'kumactl: do not read its own configuration' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -l api-timeout -d 'kumactl\'s control-plane API timeout' -r
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -s q -l quiet -d 'Print errors only: no progress, notes or warnings on stderr (data on stdout is unchanged)'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -s h -l help -d 'Print help'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from ebpf" -s V -l version -d 'Print version'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from help" -f -a "transparent-proxy" -d 'Remove the transparent proxy rules, and only those'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from help" -f -a "ebpf" -d 'Detach and unpin the eBPF programs of an eBPF-mode install (kumactl\'s `uninstall ebpf`)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand uninstall; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -l receipt -d 'Install receipt (JSON), or `none` to keep no state [default: /var/lib/tproxyctl/receipt.json]' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -s o -l output -d 'Output format' -r -f -a "text\t''
@@ -164,7 +198,7 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -l context -
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -l no-config -d 'kumactl: do not read its own configuration' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -l api-timeout -d 'kumactl\'s control-plane API timeout' -r
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -s q -l quiet -d 'Print errors only: no progress, notes or warnings on stderr (data on stdout is unchanged)'
-complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand verify" -s V -l version -d 'Print version'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand status" -l receipt -d 'Install receipt (JSON), or `none` to keep no state [default: /var/lib/tproxyctl/receipt.json]' -r -F
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "text\t''
@@ -306,4 +340,5 @@ complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and not __fish
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and __fish_seen_subcommand_from install" -f -a "transparent-proxy" -d 'Install the transparent proxy iptables rules (kumactl-compatible flags)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and __fish_seen_subcommand_from install" -f -a "transparent-proxy-validator" -d 'Check that the hairpin redirect works (kumactl-compatible validator)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and __fish_seen_subcommand_from uninstall" -f -a "transparent-proxy" -d 'Remove the transparent proxy rules, and only those'
+complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and __fish_seen_subcommand_from uninstall" -f -a "ebpf" -d 'Detach and unpin the eBPF programs of an eBPF-mode install (kumactl\'s `uninstall ebpf`)'
 complete -c tproxyctl -n "__fish_tproxyctl_using_subcommand help; and __fish_seen_subcommand_from generate" -f -a "dataplane" -d 'Render the Universal Dataplane resource that matches the rules'

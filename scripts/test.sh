@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 needed=(
   iptables-nft:iptables iptables-legacy:iptables ip:iproute2 ss:iproute2 nft:nftables
   setpriv:util-linux socat:socat bash:bash perl:perl-base
+  systemd-analyze:systemd
+  bpftool:bpftool clang:clang nsenter:util-linux unshare:util-linux
 )
 missing=()
 for pair in "${needed[@]}"; do

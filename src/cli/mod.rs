@@ -7,13 +7,14 @@
 pub mod forwarder;
 pub mod generate;
 pub mod generated;
+pub mod man_sections;
 pub mod tp;
 
 use std::ffi::OsString;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-pub use tp::{ApplyFlags, KumactlRootFlags, ReceiptArg, TpFlags};
+pub use tp::{ApplyFlags, EbpfFlags, KumactlRootFlags, ReceiptArg, TpFlags};
 
 /// tproxyctl installs a transparent proxy the way `kumactl install transparent-proxy` does.
 #[derive(Debug, Parser)]
@@ -45,6 +46,12 @@ pub enum Command {
     #[command(subcommand)]
     Uninstall(UninstallCommand),
     /// Prove, end to end in a throwaway network namespace, that the installed rules redirect what they should.
+    #[command(
+        long_about = "Prove, end to end in a throwaway network namespace, that the installed rules redirect what they should.\n\n\
+The receipt's rules are applied, with the same backend, to a pair of throwaway network namespaces, \
+and real connections prove each redirect, exclusion and exemption; the host's own rules and traffic \
+are not touched. Needs root and the ip command (package iproute2) to create the namespaces."
+    )]
     Verify(VerifyArgs),
     /// Show what is installed, by which backend, rule counters and drift against the receipt.
     Status(StatusArgs),
@@ -65,7 +72,8 @@ The rules redirect inbound TCP to --redirect-inbound-port (15006) and outbound T
 --redirect-outbound-port (15001), except traffic of the kuma-dp user. They are applied with one \
 iptables-restore per IP family, as a transaction: if anything fails, every family is put back \
 as it was. Inbound TCP to every port, SSH (22) included, is redirected unless excluded with \
---exclude-inbound-ports.")]
+--exclude-inbound-ports. With --ebpf-enabled the same redirection is made by eBPF programs \
+attached to a cgroup (--ebpf-cgroup-path) instead of iptables rules.")]
     TransparentProxy(Box<InstallArgs>),
     /// Check that the hairpin redirect works (kumactl-compatible validator).
     TransparentProxyValidator(ValidatorArgs),
@@ -75,6 +83,41 @@ as it was. Inbound TCP to every port, SSH (22) included, is redirected unless ex
 pub enum UninstallCommand {
     /// Remove the transparent proxy rules, and only those.
     TransparentProxy(Box<UninstallArgs>),
+    /// Detach and unpin the eBPF programs of an eBPF-mode install (kumactl's `uninstall ebpf`).
+    Ebpf(Box<UninstallEbpfArgs>),
+}
+
+/// kumactl's `uninstall ebpf` flags; the Kubernetes cleanup-job ones are
+/// accepted and ignored.
+#[derive(Debug, Args)]
+pub struct UninstallEbpfArgs {
+    /// BPF filesystem the programs were pinned in (used when there is no receipt) [default: /run/kuma/bpf].
+    #[arg(
+        long = "bpffs-path",
+        visible_alias = "ebpf-bpffs-path",
+        value_name = "DIR"
+    )]
+    pub bpffs_path: Option<String>,
+    /// Print what would be removed and change nothing.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub dry_run: Option<bool>,
+    #[command(flatten)]
+    pub receipt: ReceiptArg,
+    /// kumactl's Kubernetes cleanup-job settings: accepted, ignored (there is no job on a VM).
+    #[arg(long, hide = true)]
+    pub timeout: Option<String>,
+    #[arg(long, hide = true)]
+    pub namespace: Option<String>,
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub remove_only: Option<String>,
+    #[arg(long, hide = true)]
+    pub cleanup_image_registry: Option<String>,
+    #[arg(long, hide = true)]
+    pub cleanup_image_repository: Option<String>,
+    #[arg(long, hide = true)]
+    pub cleanup_image_tag: Option<String>,
+    #[arg(long, hide = true)]
+    pub cleanup_job_name: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +134,9 @@ pub struct InstallArgs {
     pub apply: ApplyFlags,
     #[command(flatten)]
     pub receipt: ReceiptArg,
+    /// Re-apply exactly the configuration an install receipt recorded [default: the --receipt file]; no configuration flag, --config file or KUMA_TRANSPARENT_PROXY_* variable is read.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, conflicts_with_all = ["TpFlags", "store_firewalld", "iptables_executables"])]
+    pub from_receipt: Option<Option<std::path::PathBuf>>,
     /// With --dry-run: the planned rules as text (kumactl's format) or JSON.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

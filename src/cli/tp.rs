@@ -120,6 +120,35 @@ pub struct ApplyFlags {
     /// firewalld direct configuration written by --store-firewalld [default: /etc/firewalld/direct.xml].
     #[arg(long, value_name = "FILE", env = "TPROXYCTL_FIREWALLD_DIRECT_FILE")]
     pub firewalld_direct_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub ebpf: EbpfFlags,
+}
+
+/// kumactl 2.14's eBPF mode flags (and `--ebpf-allow-cgroup-root`).
+#[derive(Debug, Default, Clone, Args)]
+#[command(next_help_heading = "eBPF mode")]
+pub struct EbpfFlags {
+    /// Redirect with eBPF programs (cgroup hooks and sk_lookup) instead of iptables rules.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub ebpf_enabled: Option<bool>,
+    /// IP address of this instance (required with --ebpf-enabled).
+    #[arg(long, value_name = "IP")]
+    pub ebpf_instance_ip: Option<String>,
+    /// Where the BPF programs are written for inspection [default: /tmp/kuma-ebpf].
+    #[arg(long, value_name = "DIR")]
+    pub ebpf_programs_source_path: Option<String>,
+    /// BPF filesystem the links and maps are pinned in; mounted if none is there [default: /run/kuma/bpf].
+    #[arg(long, value_name = "DIR")]
+    pub ebpf_bpffs_path: Option<String>,
+    /// cgroup (v2) the programs attach to [default: the cgroup2 mount point, a root: see --ebpf-allow-cgroup-root].
+    #[arg(long, value_name = "DIR")]
+    pub ebpf_cgroup_path: Option<String>,
+    /// Redirect inbound traffic arriving on this interface only [default: every interface but loopback].
+    #[arg(long, value_name = "IFACE")]
+    pub ebpf_tc_attach_iface: Option<String>,
+    /// Allow attaching to a cgroup root (every process of the machine is then in scope).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub ebpf_allow_cgroup_root: Option<bool>,
 }
 
 /// kumactl's root-command flags (reference §1.2): kumactl parses them on

@@ -5,8 +5,10 @@
 //! file key, the value and what is allowed. Nothing on the host is read except
 //! the config files themselves.
 
+pub mod ebpf;
 pub mod layers;
 mod lists;
+pub mod recorded;
 pub mod schema;
 pub mod types;
 
@@ -54,6 +56,9 @@ pub struct Config {
     pub dry_run: bool,
     pub verbose: bool,
     pub cni_mode: bool,
+    /// eBPF redirection mode (SPEC §10).
+    #[serde(default)]
+    pub ebpf: ebpf::EbpfConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +170,7 @@ impl Default for Config {
             dry_run: false,
             verbose: false,
             cni_mode: false,
+            ebpf: ebpf::EbpfConfig::default(),
         }
     }
 }
@@ -405,6 +411,9 @@ fn flag_layer(
         }
     }
     // --iptables-executables name:path,... merges per name with files and env.
+    if let Some(a) = apply {
+        ebpf::flag_layer(&a.ebpf, &mut out);
+    }
     if let Some(a) = apply
         && let Some(v) = &a.iptables_executables
     {
@@ -885,8 +894,10 @@ fn build(merged: &Merged, warnings: &mut Vec<String>) -> Result<Config, UsageErr
     ex.bool("dryRun", &mut c.dry_run)?;
     ex.bool("verbose", &mut c.verbose)?;
     ex.bool("cniMode", &mut c.cni_mode)?;
+    c.ebpf = ebpf::build(&ex)?;
 
     cross_checks(&c, warnings)?;
+    ebpf::cross_checks(&c, warnings)?;
     Ok(c)
 }
 

@@ -163,6 +163,9 @@ pub struct Receipt {
     /// A run that started from this receipt and has not finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
+    /// An eBPF-mode install (then `families` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ebpf: Option<crate::ebpf::EbpfReceipt>,
 }
 
 impl Receipt {
@@ -475,6 +478,7 @@ mod tests {
             ipv6_loopback_added: false,
             firewalld: None,
             pending: None,
+            ebpf: None,
         };
         store(&path, &r).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;

@@ -96,12 +96,21 @@ fn now_secs() -> u64 {
 }
 
 pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
-    let cfg = common::load_config(&args.tp, Some(&args.apply))?;
+    let (cfg, recorded_fw) = match &args.from_receipt {
+        Some(file) => {
+            let r = crate::ops::from_receipt::load(file.as_deref(), args)?;
+            (r.config, r.firewalld_direct_file)
+        }
+        None => (common::load_config(&args.tp, Some(&args.apply))?, None),
+    };
     if args.output == OutputFormat::Json && !cfg.dry_run {
         return Err(crate::error::UsageError::new(
             "--output json prints the planned rules and needs --dry-run",
         )
         .into());
+    }
+    if cfg.ebpf.enabled {
+        return crate::ops::ebpf::install(args, &cfg);
     }
     common::require_root(cfg.dry_run)?;
     let receipt_path = receipt::path_or_default(args.receipt.receipt.as_deref());
@@ -109,6 +118,7 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
         .apply
         .firewalld_direct_file
         .clone()
+        .or(recorded_fw)
         .unwrap_or_else(|| PathBuf::from(firewalld::DEFAULT_PATH));
     if cfg.dry_run {
         return dry_run(args, &cfg, &receipt_path, &fw_path);
@@ -117,6 +127,12 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<Exit> {
     let _lock = common::begin_change(&cfg, &receipt_path, "install")?;
     timings.step("lock");
     let old = previous_receipt(&receipt_path)?;
+    if old.as_ref().is_some_and(|r| r.ebpf.is_some()) {
+        anyhow::bail!(
+            "the receipt {} records an eBPF-mode install; run `tproxyctl uninstall transparent-proxy` before installing iptables rules; nothing on the host was changed",
+            receipt_path.display()
+        );
+    }
     let mut warnings = Vec::new();
     let phases = ui::Phases::start("probing the host and the iptables backends");
     let probe = common::probe(&cfg, old.as_ref(), &mut warnings)?;
@@ -551,6 +567,7 @@ impl Txn<'_> {
             ipv6_loopback_added: false,
             firewalld: None,
             pending: None,
+            ebpf: None,
         }
     }
 

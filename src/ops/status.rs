@@ -361,6 +361,11 @@ fn text(rep: &Report) -> String {
 pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
     let path = receipt::path_or_default(args.receipt.receipt.as_deref());
     let loaded = receipt::read(&path)?;
+    if let Some(r) = loaded.receipt()
+        && r.ebpf.is_some()
+    {
+        return crate::ops::ebpf::status(r, &path, args.output);
+    }
     let rep = report(args, &loaded, &path)?;
     let mut out = std::io::stdout().lock();
     match args.output {

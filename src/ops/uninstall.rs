@@ -51,6 +51,10 @@ pub fn run(args: &UninstallArgs) -> anyhow::Result<Exit> {
     };
     timings.step("lock");
     let (rec, damaged) = load_receipt(&receipt_path)?;
+    let ebpf_rec = rec.as_ref().filter(|r| r.ebpf.is_some());
+    if cfg.ebpf.enabled || ebpf_rec.is_some() {
+        return crate::ops::ebpf::uninstall(&cfg, &receipt_path, ebpf_rec);
+    }
     let mut warnings = Vec::new();
     let phases = crate::ui::Phases::start("looking for transparent proxy rules");
     let (targets, mut errors) = find_targets(&cfg, rec.as_ref(), &mut warnings)?;

@@ -112,7 +112,7 @@ fn inside(m: &IpMatch) -> IpAddr {
 }
 
 /// A port neither excluded nor (when a list of included ports exists) left out.
-fn pick_port(include: &[u16], exclude: &[u16], from: u16) -> u16 {
+pub(crate) fn pick_port(include: &[u16], exclude: &[u16], from: u16) -> u16 {
     if let Some(p) = include.first() {
         return *p;
     }
@@ -675,6 +675,9 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<Exit> {
             path.display()
         ),
     };
+    if r.ebpf.is_some() {
+        return crate::ops::ebpf_verify::run(args, &r, &path);
+    }
     let live = live_checks(&r, &path);
     let taken = named_networks(&r.config, &r.dns_servers);
     let subnet = SUBNETS

@@ -965,6 +965,7 @@ fn check_against_the_receipt() {
             ipv6_loopback_added: false,
             firewalld: None,
             pending: None,
+            ebpf: None,
         },
     )
     .unwrap();

@@ -16,6 +16,7 @@ const GATES: &[&str] = &[
     "sandbox_possible(",
     "boot(",
     "is_root()",
+    "require_ebpf!()",
 ];
 
 /// The groups build.rs defines.
@@ -25,6 +26,8 @@ const GROUPS: &[&str] = &[
     "firewalld_installed",
     "python3_installed",
     "shared_seeds",
+    "ebpf_tests",
+    "bpf_clang",
 ];
 
 fn root() -> &'static Path {

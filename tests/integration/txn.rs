@@ -155,12 +155,14 @@ fn vnet_round_trip(backend: Backend) {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn vnet_and_normalised_addresses_install_nft() {
     require_kernel!();
     vnet_round_trip(Backend::Nft);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn vnet_and_normalised_addresses_install_legacy() {
     require_kernel!();
     vnet_round_trip(Backend::Legacy);
@@ -180,6 +182,7 @@ fn our_rule_count(ns: &Netns, backend: Backend) -> usize {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn parallel_installs_in_one_namespace_end_with_one_complete_rule_set() {
     require_kernel!();
     let t = Topology::new("par");
@@ -232,6 +235,7 @@ fn parallel_installs_in_one_namespace_end_with_one_complete_rule_set() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn a_held_lock_makes_install_wait_then_fail_clearly() {
     require_kernel!();
     let t = Topology::new("lck");
@@ -316,18 +320,21 @@ fn foreign_rule_survives_rollback(backend: Backend) {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn a_rule_added_meanwhile_survives_rollback_nft() {
     require_kernel!();
     foreign_rule_survives_rollback(Backend::Nft);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn a_rule_added_meanwhile_survives_rollback_legacy() {
     require_kernel!();
     foreign_rule_survives_rollback(Backend::Legacy);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn garbage_from_iptables_save_stops_the_install_before_any_change() {
     require_kernel!();
     let t = Topology::new("gsv");
@@ -401,18 +408,21 @@ fn bad_snapshot_never_flushes(backend: Backend) {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn an_empty_snapshot_never_flushes_foreign_rules_nft() {
     require_kernel!();
     bad_snapshot_never_flushes(Backend::Nft);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn an_empty_snapshot_never_flushes_foreign_rules_legacy() {
     require_kernel!();
     bad_snapshot_never_flushes(Backend::Legacy);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn nft_native_foreign_rules_are_never_rewritten() {
     require_kernel!();
     let t = Topology::new("nat");
@@ -606,36 +616,42 @@ fn restore_foreign(ns: &Netns, backend: Backend) {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn install_killed_while_applying_is_undone_by_uninstall_nft() {
     require_kernel!();
     killed_install_is_recovered(Backend::Nft, true, "uninstall");
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn install_killed_after_applying_is_undone_by_uninstall_legacy() {
     require_kernel!();
     killed_install_is_recovered(Backend::Legacy, false, "uninstall");
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn install_killed_after_applying_is_finished_by_install_nft() {
     require_kernel!();
     killed_install_is_recovered(Backend::Nft, false, "install");
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn install_with_comments_killed_after_applying_is_undone_by_uninstall_nft() {
     require_kernel!();
     killed_install_is_recovered_with(Backend::Nft, false, "uninstall", true);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn install_killed_while_applying_is_finished_by_install_legacy() {
     require_kernel!();
     killed_install_is_recovered(Backend::Legacy, true, "install");
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn a_hung_restore_times_out_naming_the_command_and_changes_nothing() {
     require_kernel!();
     let t = Topology::new("hung");
@@ -680,6 +696,7 @@ fn a_hung_restore_times_out_naming_the_command_and_changes_nothing() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn checking_is_retried_while_the_xtables_lock_is_held() {
     require_kernel!();
     let t = Topology::new("xtl");
@@ -779,18 +796,21 @@ fn comment_less_reinstall_without_receipt(backend: Backend) {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn comment_less_reinstall_and_uninstall_without_receipt_nft() {
     require_kernel!();
     comment_less_reinstall_without_receipt(Backend::Nft);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn comment_less_reinstall_and_uninstall_without_receipt_legacy() {
     require_kernel!();
     comment_less_reinstall_without_receipt(Backend::Legacy);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn legacy_policy_counters_survive_install_and_uninstall() {
     require_kernel!();
     let t = Topology::new("pc");
@@ -834,6 +854,7 @@ fn legacy_policy_counters_survive_install_and_uninstall() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn a_failed_ipv6_uninstall_keeps_the_address_the_ipv6_rules_need() {
     require_kernel!();
     let t = Topology::new("u6");
@@ -871,6 +892,7 @@ fn a_failed_ipv6_uninstall_keeps_the_address_the_ipv6_rules_need() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn a_damaged_receipt_is_set_aside_not_a_dead_end() {
     require_kernel!();
     let t = Topology::new("dmg");
@@ -941,6 +963,7 @@ fn strip_empty(state: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn a_stale_receipt_does_not_decide_the_backend() {
     require_kernel!();
     let t = Topology::new("stl");
@@ -984,6 +1007,7 @@ fn a_stale_receipt_does_not_decide_the_backend() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn an_unwritable_receipt_is_found_before_any_rule_changes() {
     require_kernel!();
     let t = Topology::new("unw");
@@ -1004,6 +1028,7 @@ fn an_unwritable_receipt_is_found_before_any_rule_changes() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn a_full_disk_leaves_no_temporary_receipt_behind() {
     require_kernel!();
     let t = Topology::new("enospc");
@@ -1040,6 +1065,7 @@ fn a_full_disk_leaves_no_temporary_receipt_behind() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn receipts_other_users_could_write_are_refused() {
     require_kernel!();
     let t = Topology::new("sec");
@@ -1076,6 +1102,7 @@ fn receipts_other_users_could_write_are_refused() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn direct_xml_without_entries_comes_back_byte_for_byte() {
     require_kernel!();
     let ns = Netns::new("dxb");
@@ -1109,6 +1136,7 @@ fn direct_xml_without_entries_comes_back_byte_for_byte() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn dry_run_store_firewalld_fails_on_a_malformed_direct_xml_like_the_install() {
     require_kernel!();
     let ns = Netns::new("dxm");
@@ -1135,6 +1163,7 @@ fn dry_run_store_firewalld_fails_on_a_malformed_direct_xml_like_the_install() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn comment_less_firewalld_entries_without_receipt_are_removed() {
     require_kernel!();
     let ns = Netns::new("dxn");
@@ -1173,6 +1202,7 @@ fn comment_less_firewalld_entries_without_receipt_are_removed() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn verify_fails_when_the_live_rules_are_not_the_receipts() {
     require_kernel!();
     let t = Topology::new("vlive");
@@ -1252,18 +1282,21 @@ fn without_namespaces(backend: Backend) {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn without_a_throwaway_namespace_the_host_gives_the_kernels_form_nft() {
     require_kernel!();
     without_namespaces(Backend::Nft);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn without_a_throwaway_namespace_the_host_gives_the_kernels_form_legacy() {
     require_kernel!();
     without_namespaces(Backend::Legacy);
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn nft_base_chains_an_install_created_go_with_it() {
     require_kernel!();
     let t = Topology::new("bch");
@@ -1301,6 +1334,7 @@ fn nft_base_chains_an_install_created_go_with_it() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn a_dry_run_uninstall_without_namespaces_changes_nothing() {
     require_kernel!();
     let t = Topology::new("dun");
