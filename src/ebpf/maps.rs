@@ -352,17 +352,17 @@ impl Contents {
         self.nets.iter().filter(|n| matches!(n.net, IpNet::V6(_)))
     }
 
-    /// Flags as words, for people.
+    /// Flags as camelCase words (the dry run shows them, also in JSON).
     pub fn flag_names(&self) -> Vec<&'static str> {
         let f = self.config.flags;
         [
             (flag::OUTBOUND, "outbound"),
             (flag::INBOUND, "inbound"),
             (flag::DNS, "dns"),
-            (flag::DNS_ALL, "dns-all"),
+            (flag::DNS_ALL, "dnsAll"),
             (flag::IPV6, "ipv6"),
-            (flag::OUT_INCLUDE, "outbound-include-only"),
-            (flag::IN_INCLUDE, "inbound-include-only"),
+            (flag::OUT_INCLUDE, "outboundIncludeOnly"),
+            (flag::IN_INCLUDE, "inboundIncludeOnly"),
         ]
         .into_iter()
         .filter(|(b, _)| f & b != 0)
@@ -422,8 +422,8 @@ mod tests {
         cfg.redirect.dns.enabled = true;
         cfg.ebpf.instance_ip = Some("10.0.0.5".parse().unwrap());
         let c = Contents::build(&cfg, &facts()).unwrap();
-        assert!(c.flag_names().contains(&"inbound-include-only"));
-        assert!(!c.flag_names().contains(&"outbound-include-only"));
+        assert!(c.flag_names().contains(&"inboundIncludeOnly"));
+        assert!(!c.flag_names().contains(&"outboundIncludeOnly"));
         let ports: Vec<_> = c.ports.iter().map(|p| (p.dir, p.port)).collect();
         assert_eq!(
             ports,

@@ -24,9 +24,10 @@ pub fn sha256() -> &'static str {
         .trim()
 }
 
-/// Where a program runs.
+/// Where a program runs. In JSON a camelCase value (`sockOps`); receipts
+/// of tproxyctl 0.1.0 wrote kebab-case (`sock-ops`), still read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "camelCase")]
 pub enum Hook {
     Connect4,
     Connect6,
@@ -36,8 +37,10 @@ pub enum Hook {
     Recvmsg6,
     Getpeername4,
     Getpeername6,
+    #[serde(alias = "sock-ops")]
     SockOps,
     Getsockopt,
+    #[serde(alias = "sk-lookup")]
     SkLookup,
 }
 

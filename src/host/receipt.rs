@@ -18,6 +18,13 @@
 //! directories are made 0700; files are replaced through a temporary file
 //! created exclusively (`O_EXCL`, which also refuses to follow a planted
 //! symlink) that is removed again whatever goes wrong ([`write_atomic`]).
+//!
+//! Format: the JSON contract of docs/json-output.md (camelCase keys,
+//! `schemaVersion`). Receipts of tproxyctl 0.1.0 — `version: 1` instead of
+//! `schemaVersion`, `uid`, `mode` and `builtin_created` for `kumaDpUid`,
+//! `backend` and `builtinCreated`, kebab-case hook names — are read through
+//! serde aliases, so uninstall keeps working after an upgrade; the next
+//! write stores the current format.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -31,7 +38,8 @@ use crate::config::Config;
 use crate::model::{Family, TableName};
 
 pub const DEFAULT_PATH: &str = "/var/lib/tproxyctl/receipt.json";
-pub const VERSION: u32 = 1;
+/// The receipt's `schemaVersion` (see [`Receipt::version`]).
+pub const VERSION: u32 = crate::render::json::schema_version::RECEIPT;
 
 /// `--receipt none`: keep no state on the host (a read-only root, an init
 /// container). Uninstall then finds the rules by the comment prefix and the
@@ -71,6 +79,7 @@ pub struct ExecutablePaths {
 
 /// One rule as iptables-save prints it (`-A CHAIN …`, no counters).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SavedRule {
     pub chain: String,
     pub line: String,
@@ -81,6 +90,7 @@ pub struct SavedRule {
 
 /// What we own in one table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TableReceipt {
     pub table: TableName,
     /// The table did not exist before the install.
@@ -90,7 +100,11 @@ pub struct TableReceipt {
     /// Built-in chains the install made exist in a table that existed
     /// without them (nft creates base chains on demand); uninstall removes
     /// them once they are empty again.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        alias = "builtin_created"
+    )]
     pub builtin_created: Vec<String>,
     /// Our rules in built-in or foreign chains and in our chains, in chain order.
     pub rules: Vec<SavedRule>,
@@ -98,8 +112,11 @@ pub struct TableReceipt {
 
 /// What we own in one family.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FamilyReceipt {
     pub family: Family,
+    /// The iptables backend (`backend`; `mode` in tproxyctl 0.1.0).
+    #[serde(rename = "backend", alias = "mode")]
     pub mode: Mode,
     pub executables: ExecutablePaths,
     /// The restore input that was applied (kumactl format, non-verbose);
@@ -110,6 +127,7 @@ pub struct FamilyReceipt {
 
 /// A firewalld direct.xml entry we wrote, as its XML element text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FirewalldReceipt {
     pub path: PathBuf,
     /// The file did not exist before the install.
@@ -146,12 +164,16 @@ pub struct Pending {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Receipt {
+    /// `schemaVersion` ([`VERSION`]); tproxyctl 0.1.0 wrote `version: 1`,
+    /// whose format this one reads through aliases.
+    #[serde(rename = "schemaVersion", alias = "version")]
     pub version: u32,
     pub tool: String,
     /// Seconds since the epoch.
     pub installed_at: u64,
     pub config: Config,
-    /// The kuma-dp UID the rules exempt.
+    /// The kuma-dp UID the rules exempt (`kumaDpUid`; `uid` in 0.1.0).
+    #[serde(rename = "kumaDpUid", alias = "uid")]
     pub uid: u32,
     pub loopback: String,
     /// DNS servers read from resolv.conf at install time (Q6).
@@ -275,8 +297,13 @@ pub fn read(path: &Path) -> anyhow::Result<Loaded> {
         .and_then(|t| serde_json::from_str::<Receipt>(t).map_err(|e| e.to_string()));
     Ok(match parsed {
         Ok(r) if r.version != VERSION => Loaded::Unreadable(format!(
-            "it has version {}, this tproxyctl reads version {VERSION}",
-            r.version
+            "it has schemaVersion {}, this tproxyctl reads schemaVersion {VERSION}{}",
+            r.version,
+            if r.version > VERSION {
+                " (it was written by a newer tproxyctl: uninstall with that one)"
+            } else {
+                ""
+            }
         )),
         Ok(r) => Loaded::Found(Box::new(r)),
         Err(why) => Loaded::Unreadable(format!("it is not a tproxyctl receipt ({why})")),

@@ -30,6 +30,8 @@ use crate::error::UsageError;
 use crate::host::receipt::{self, Loaded, Pending, Receipt};
 use crate::host::{netif, resolv};
 use crate::ops::common::{self, flush_warnings};
+use crate::ops::status::PortStatus;
+use crate::render::json::{schema_version, write_document};
 use crate::ui;
 
 fn now() -> (u64, u128) {
@@ -616,6 +618,7 @@ fn remove_object_copy(path: &Path, dir_created: bool) -> Vec<String> {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct DryRun<'a> {
+    schema_version: u32,
     mode: &'static str,
     object_sha256: &'static str,
     object_copy: PathBuf,
@@ -630,9 +633,12 @@ struct DryRun<'a> {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct DryRunProgram {
     name: &'static str,
-    hook: &'static str,
+    hook: object::Hook,
+    /// The hook as libbpf names its section (`cgroup/connect4`).
+    section: &'static str,
     target: String,
     role: &'static str,
 }
@@ -640,6 +646,7 @@ struct DryRunProgram {
 fn dry_run(p: &Prepared, report: &Preflight, output: OutputFormat) -> anyhow::Result<Exit> {
     let f = &p.found;
     let d = DryRun {
+        schema_version: schema_version::PLAN,
         mode: "ebpf",
         object_sha256: object::sha256(),
         object_copy: p.cfg.ebpf.programs_source_path.join(object::FILE_NAME),
@@ -653,7 +660,8 @@ fn dry_run(p: &Prepared, report: &Preflight, output: OutputFormat) -> anyhow::Re
             .iter()
             .map(|x| DryRunProgram {
                 name: x.name,
-                hook: x.hook.name(),
+                hook: x.hook,
+                section: x.hook.name(),
                 target: if x.hook.on_netns() {
                     "this network namespace".to_string()
                 } else {
@@ -667,8 +675,7 @@ fn dry_run(p: &Prepared, report: &Preflight, output: OutputFormat) -> anyhow::Re
     };
     let mut out = std::io::stdout().lock();
     if output == OutputFormat::Json {
-        serde_json::to_writer_pretty(&mut out, &d)?;
-        writeln!(out)?;
+        write_document(&mut out, &d)?;
         return Ok(Exit::Success);
     }
     writeln!(out, "### eBPF mode (dry run: nothing is changed) ###")?;
@@ -697,7 +704,7 @@ fn dry_run(p: &Prepared, report: &Preflight, output: OutputFormat) -> anyhow::Re
         writeln!(
             out,
             "attach {} {} -> {}    # {}",
-            x.name, x.hook, x.target, x.role
+            x.name, x.section, x.target, x.role
         )?;
     }
     write_maps(&mut out, &p.contents)?;
@@ -892,78 +899,117 @@ pub fn uninstall(cfg: &Config, receipt_path: &Path, rec: Option<&Receipt>) -> an
     Ok(Exit::Success)
 }
 
-/// `status` of an eBPF install.
+/// `status` of an eBPF install (`status --output json` with `mode: ebpf`).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Status {
-    installed: bool,
+    schema_version: u32,
     mode: &'static str,
+    installed: bool,
     receipt: String,
+    tool: String,
     installed_at: u64,
     kuma_dp_uid: u32,
     object_sha256: String,
-    object_is_this_tproxyctls: bool,
+    /// The object is the one this tproxyctl embeds.
+    object_matches_binary: bool,
     cgroup: PathBuf,
     pin_directory: PathBuf,
     links: Vec<loader::LinkState>,
     maps: Contents,
-    counters: Vec<(String, u64)>,
-    ports: Vec<(String, u16, bool)>,
-    drift: Vec<String>,
+    /// `None`: the counters map cannot be read.
+    counters: Option<Counters>,
+    ports: Vec<PortStatus>,
+    /// Every difference from the receipt (exit 1 when there is one).
+    problems: Vec<String>,
+}
+
+/// The programs' counters (`tp_stats`), named as [`loader::STAT_NAMES`]
+/// describes them, in that order.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Counters {
+    outbound_redirected: u64,
+    kuma_dp_local_to_inbound: u64,
+    dns_redirected: u64,
+    inbound_redirected: u64,
+    inbound_refused: u64,
+    original_destinations_answered: u64,
+    inbound_listeners_registered: u64,
+}
+
+impl Counters {
+    /// From the map's entries (`TP_STAT_COUNT`, one spare at the end).
+    fn from_stats(v: &[u64]) -> Option<Counters> {
+        let &[a, b, c, d, e, f, g, ..] = v else {
+            return None;
+        };
+        Some(Counters {
+            outbound_redirected: a,
+            kuma_dp_local_to_inbound: b,
+            dns_redirected: c,
+            inbound_redirected: d,
+            inbound_refused: e,
+            original_destinations_answered: f,
+            inbound_listeners_registered: g,
+        })
+    }
+
+    /// `(description, value)` in map order, for the text output.
+    fn described(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        let v = [
+            self.outbound_redirected,
+            self.kuma_dp_local_to_inbound,
+            self.dns_redirected,
+            self.inbound_redirected,
+            self.inbound_refused,
+            self.original_destinations_answered,
+            self.inbound_listeners_registered,
+        ];
+        loader::STAT_NAMES.iter().copied().zip(v)
+    }
 }
 
 /// Prints the status of an eBPF install; exit 1 on drift.
 pub fn status(r: &Receipt, path: &Path, output: OutputFormat) -> anyhow::Result<Exit> {
     let e = r.ebpf.as_ref().expect("an eBPF receipt");
-    let drift = drift(e);
     let counters = loader::read_stats(&e.pinned.dir)
-        .map(|v| {
-            loader::STAT_NAMES
-                .iter()
-                .zip(v)
-                .map(|(n, c)| (n.to_string(), c))
-                .collect()
-        })
-        .unwrap_or_default();
+        .ok()
+        .and_then(|v| Counters::from_stats(&v));
     let c = &r.config.redirect;
     let mut ports = vec![
-        ("outbound".to_string(), c.outbound.port),
-        ("inbound".to_string(), c.inbound.port),
+        PortStatus::probe("outbound", c.outbound.port),
+        PortStatus::probe("inbound", c.inbound.port),
     ];
     if c.dns.enabled {
-        ports.push(("DNS".to_string(), c.dns.port));
+        ports.push(PortStatus::probe("dns", c.dns.port));
     }
     let s = Status {
-        installed: true,
+        schema_version: schema_version::STATUS,
         mode: "ebpf",
+        installed: true,
         receipt: path.display().to_string(),
+        tool: r.tool.clone(),
         installed_at: r.installed_at,
         kuma_dp_uid: r.uid,
         object_sha256: e.object_sha256.clone(),
-        object_is_this_tproxyctls: e.object_sha256 == object::sha256(),
+        object_matches_binary: e.object_sha256 == object::sha256(),
         cgroup: e.cgroup.clone(),
         pin_directory: e.pinned.dir.clone(),
         links: e.pinned.links.iter().map(loader::link_state).collect(),
         maps: loader::read_contents(&e.pinned.dir).unwrap_or_default(),
         counters,
-        ports: ports
-            .into_iter()
-            .map(|(n, p)| {
-                let l = crate::host::tcp_listening(p);
-                (n, p, l)
-            })
-            .collect(),
-        drift,
+        ports,
+        problems: drift(e),
     };
     let mut out = std::io::stdout().lock();
     if output == OutputFormat::Json {
-        serde_json::to_writer_pretty(&mut out, &s)?;
-        writeln!(out)?;
+        write_document(&mut out, &s)?;
     } else {
         write_status(&mut out, &s)?;
     }
     out.flush()?;
-    Ok(if s.drift.is_empty() {
+    Ok(if s.problems.is_empty() {
         Exit::Success
     } else {
         Exit::Failure
@@ -980,7 +1026,7 @@ fn write_status(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
         out,
         "object: sha256 {}{}",
         s.object_sha256,
-        if s.object_is_this_tproxyctls {
+        if s.object_matches_binary {
             ""
         } else {
             " (not this tproxyctl's: re-install to update)"
@@ -1005,20 +1051,26 @@ fn write_status(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
         )?;
     }
     write_maps(out, &s.maps)?;
-    for (n, c) in &s.counters {
+    for (n, c) in s.counters.iter().flat_map(Counters::described) {
         writeln!(out, "  {c:>10}  {n}")?;
     }
-    for (n, p, l) in &s.ports {
+    for p in &s.ports {
         writeln!(
             out,
-            "{n} port {p}: {}",
-            if *l { "listening" } else { "nothing listens" }
+            "{} port {}: {}",
+            p.name,
+            p.port,
+            if p.listening {
+                "listening"
+            } else {
+                "nothing listens"
+            }
         )?;
     }
-    if s.drift.is_empty() {
+    if s.problems.is_empty() {
         writeln!(out, "in place")?;
     } else {
-        for d in &s.drift {
+        for d in &s.problems {
             writeln!(out, "DRIFT {d}")?;
         }
     }
@@ -1045,6 +1097,23 @@ mod tests {
         assert!(is_object_copy(&fake));
         assert!(remove_object_copy(&fake, false).is_empty());
         assert!(!fake.exists());
+    }
+
+    #[test]
+    fn every_counter_has_a_json_name() {
+        let n = loader::STAT_NAMES.len();
+        assert!(Counters::from_stats(&vec![0; n - 1]).is_none());
+        // The map has a spare entry after the named ones.
+        let v: Vec<u64> = (0..=n as u64).collect();
+        let c = Counters::from_stats(&v).expect("one field per counter");
+        let back: Vec<(&str, u64)> = c.described().collect();
+        assert_eq!(back.len(), n);
+        for ((name, value), (want_name, want)) in back.iter().zip(loader::STAT_NAMES.iter().zip(v))
+        {
+            assert_eq!((name, *value), (want_name, want));
+        }
+        let j = serde_json::to_value(&c).unwrap();
+        assert_eq!(j["dnsRedirected"], 2);
     }
 
     #[test]

@@ -26,33 +26,25 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::Serialize;
 
 use crate::Exit;
-use crate::cli::{OutputFormat, VerifyArgs};
+use crate::cli::VerifyArgs;
 use crate::config::{Config, Proto};
 use crate::ebpf::maps::{Contents, Facts, flag};
 use crate::ebpf::{cgroup, loader, object, sys};
 use crate::host::receipt::Receipt;
 use crate::host::sandbox::{self, Bench, Seen};
-use crate::ops::verify::pick_port;
+use crate::model::Family;
+use crate::ops::verify::{Check, Part, Report, pick_port};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
-#[derive(Debug, Serialize)]
-struct Check {
-    check: String,
-    pass: bool,
-    detail: String,
-}
-
-#[derive(Debug, Serialize)]
-struct Report {
-    receipt: String,
-    mode: &'static str,
-    checks: Vec<Check>,
-    passed: usize,
-    failed: usize,
+/// The family a probe to `dst` is about.
+fn family_of(dst: SocketAddr) -> Family {
+    match crate::forwarder::net::canonical(dst) {
+        SocketAddr::V4(_) => Family::Ipv4,
+        SocketAddr::V6(_) => Family::Ipv6,
+    }
 }
 
 /// A cgroup of our own under the cgroup2 mount, with this process in it;
@@ -167,12 +159,14 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn record(&mut self, check: String, result: Result<String, String>) {
+    fn record(&mut self, dst: SocketAddr, check: String, result: Result<String, String>) {
         let (pass, detail) = match result {
             Ok(d) => (true, d),
             Err(d) => (false, d),
         };
         self.checks.push(Check {
+            part: Part::Behaviour,
+            family: Some(family_of(dst)),
             check,
             pass,
             detail,
@@ -210,7 +204,7 @@ impl Run<'_> {
             Ok(tag) => Err(format!("answered by '{tag}', not the {listener} port")),
             Err(e) => Err(format!("{e:#}")),
         };
-        self.record(check.to_string(), r);
+        self.record(dst, check.to_string(), r);
     }
 
     /// A connection as `uid` to `dst` must reach the server itself.
@@ -223,7 +217,7 @@ impl Run<'_> {
             Ok(tag) => Err(format!("answered by '{tag}', not {server} at {dst}")),
             Err(e) => Err(format!("{e:#}")),
         };
-        self.record(check.to_string(), r);
+        self.record(dst, check.to_string(), r);
     }
 
     fn inbound(&mut self, check: &str, dst: SocketAddr, want: &'static str) {
@@ -252,7 +246,7 @@ impl Run<'_> {
             Ok(tag) => Err(format!("answered by '{tag}', not {want}")),
             Err(e) => Err(format!("{e:#}")),
         };
-        self.record(check.to_string(), r);
+        self.record(dst, check.to_string(), r);
     }
 
     fn dns(&mut self, check: &str, uid: u32, server: SocketAddr) {
@@ -268,7 +262,7 @@ impl Run<'_> {
             Ok((tag, _)) => Err(format!("answered by '{tag}', not the DNS port")),
             Err(e) => Err(format!("{e:#}")),
         };
-        self.record(check.to_string(), r);
+        self.record(server, check.to_string(), r);
     }
 }
 
@@ -437,6 +431,7 @@ fn connection_checks(run: &mut Run<'_>, r: &Receipt, c: &Contents, out_port: u16
                     "remote",
                 ),
                 Err(e) => run.record(
+                    dst,
                     format!("excluded outbound address {m} bypasses"),
                     Err(format!("{e:#}")),
                 ),
@@ -493,6 +488,8 @@ pub fn run(args: &VerifyArgs, r: &Receipt, path: &Path) -> anyhow::Result<Exit> 
     let mut checks = Vec::new();
     let drift = super::ebpf::drift(e);
     checks.push(Check {
+        part: Part::Live,
+        family: None,
         check: "the installed programs are attached and the maps hold the configuration".into(),
         pass: drift.is_empty(),
         detail: if drift.is_empty() {
@@ -506,6 +503,8 @@ pub fn run(args: &VerifyArgs, r: &Receipt, path: &Path) -> anyhow::Result<Exit> 
         },
     });
     checks.push(Check {
+        part: Part::Live,
+        family: None,
         check: "the installed object is this tproxyctl's".into(),
         pass: e.object_sha256 == object::sha256(),
         detail: format!("sha256 {}", e.object_sha256),
@@ -555,48 +554,27 @@ pub fn run(args: &VerifyArgs, r: &Receipt, path: &Path) -> anyhow::Result<Exit> 
 }
 
 fn report(args: &VerifyArgs, path: &Path, checks: Vec<Check>) -> anyhow::Result<Exit> {
-    let failed = checks.iter().filter(|c| !c.pass).count();
-    let rep = Report {
-        receipt: path.display().to_string(),
-        mode: "ebpf",
-        passed: checks.len() - failed,
-        failed,
-        checks,
-    };
-    let mut out = std::io::stdout().lock();
-    match args.output {
-        OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &rep)?;
-            writeln!(out)?;
-        }
-        OutputFormat::Text => {
+    Report::new("ebpf", path, checks).finish(args.output, |out, rep| {
+        writeln!(
+            out,
+            "verifying the eBPF install of {} (and its programs in a throwaway cgroup and network namespace)",
+            rep.receipt
+        )?;
+        for c in &rep.checks {
             writeln!(
                 out,
-                "verifying the eBPF install of {} (and its programs in a throwaway cgroup and network namespace)",
-                rep.receipt
-            )?;
-            for c in &rep.checks {
-                writeln!(
-                    out,
-                    "{}  {}: {}",
-                    if c.pass { "PASS" } else { "FAIL" },
-                    c.check,
-                    c.detail
-                )?;
-            }
-            writeln!(
-                out,
-                "{} checks: {} passed, {} failed",
-                rep.checks.len(),
-                rep.passed,
-                rep.failed
+                "{}  {}: {}",
+                if c.pass { "PASS" } else { "FAIL" },
+                c.check,
+                c.detail
             )?;
         }
-    }
-    out.flush()?;
-    Ok(if rep.failed == 0 {
-        Exit::Success
-    } else {
-        Exit::Failure
+        writeln!(
+            out,
+            "{} checks: {} passed, {} failed",
+            rep.checks.len(),
+            rep.passed,
+            rep.failed
+        )
     })
 }

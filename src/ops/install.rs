@@ -243,8 +243,10 @@ fn dry_run(
     }
     let mut out = std::io::stdout().lock();
     if args.output == OutputFormat::Json {
-        serde_json::to_writer_pretty(&mut out, &crate::render::json::plan_json(&planned.rules))?;
-        writeln!(out)?;
+        crate::render::json::write_document(
+            &mut out,
+            &crate::render::json::plan_json(&planned.rules),
+        )?;
         return Ok(Exit::Success);
     }
     let mut text = dry_run_text(

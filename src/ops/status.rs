@@ -19,8 +19,10 @@ use crate::host::receipt::{self, FamilyReceipt, Loaded, Mode};
 use crate::host::save::{Saved, is_marked, is_our_chain};
 use crate::host::{netif, readback, resolv};
 use crate::model::{Family, TableName};
+use crate::render::json::{schema_version, write_document};
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RuleStatus {
     table: TableName,
     chain: String,
@@ -31,9 +33,10 @@ pub struct RuleStatus {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FamilyStatus {
     family: Family,
-    mode: Mode,
+    backend: Mode,
     executables: crate::host::receipt::ExecutablePaths,
     pub in_place: bool,
     rules: Vec<RuleStatus>,
@@ -44,6 +47,7 @@ pub struct FamilyStatus {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct DnsStatus {
     resolv_conf: String,
     servers_at_install: Vec<IpAddr>,
@@ -51,15 +55,33 @@ struct DnsStatus {
     changed: bool,
 }
 
+/// A redirect port and whether something listens on it (TCP).
 #[derive(Debug, Serialize)]
-struct PortStatus {
-    name: &'static str,
-    port: u16,
-    listening: bool,
+#[serde(rename_all = "camelCase")]
+pub struct PortStatus {
+    /// `outbound`, `inbound` or `dns`.
+    pub name: &'static str,
+    pub port: u16,
+    pub listening: bool,
 }
 
+impl PortStatus {
+    pub fn probe(name: &'static str, port: u16) -> PortStatus {
+        PortStatus {
+            name,
+            port,
+            listening: crate::host::tcp_listening(port),
+        }
+    }
+}
+
+/// `status --output json` of the iptables mode (and of no install).
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Report {
+    schema_version: u32,
+    /// `iptables`; `null` when nothing is installed.
+    mode: Option<&'static str>,
     installed: bool,
     receipt: String,
     tool: Option<String>,
@@ -125,7 +147,7 @@ pub fn family_status(f: &FamilyReceipt, saved: &Saved) -> FamilyStatus {
     let drift = readback::drift(&f.tables, saved);
     FamilyStatus {
         family: f.family,
-        mode: f.mode,
+        backend: f.mode,
         executables: f.executables.clone(),
         in_place: drift.is_empty() && unexpected.is_empty(),
         rules,
@@ -179,6 +201,8 @@ fn report(args: &StatusArgs, loaded: &Loaded, path: &std::path::Path) -> anyhow:
             ));
         }
         return Ok(Report {
+            schema_version: schema_version::STATUS,
+            mode: None,
             installed: false,
             receipt: path.display().to_string(),
             tool: None,
@@ -251,11 +275,7 @@ fn report(args: &StatusArgs, loaded: &Loaded, path: &std::path::Path) -> anyhow:
     }
     let ports: Vec<PortStatus> = ports
         .into_iter()
-        .map(|(name, port)| PortStatus {
-            name,
-            port,
-            listening: crate::host::tcp_listening(port),
-        })
+        .map(|(name, port)| PortStatus::probe(name, port))
         .collect();
     let dataplane = match &args.dataplane {
         Some(p) => {
@@ -269,6 +289,8 @@ fn report(args: &StatusArgs, loaded: &Loaded, path: &std::path::Path) -> anyhow:
         None => None,
     };
     Ok(Report {
+        schema_version: schema_version::STATUS,
+        mode: Some("iptables"),
         installed: true,
         receipt: path.display().to_string(),
         tool: Some(r.tool.clone()),
@@ -305,7 +327,7 @@ fn text(rep: &Report) -> String {
             s.push_str(&format!(
                 "{} ({}, {}): {} rules, {}\n",
                 f.family.title(),
-                f.mode,
+                f.backend,
                 f.executables.restore.display(),
                 f.rules.len(),
                 if f.in_place {
@@ -369,10 +391,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
     let rep = report(args, &loaded, &path)?;
     let mut out = std::io::stdout().lock();
     match args.output {
-        OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &rep)?;
-            writeln!(out)?;
-        }
+        OutputFormat::Json => write_document(&mut out, &rep)?,
         OutputFormat::Text => out.write_all(text(&rep).as_bytes())?,
     }
     out.flush()?;

@@ -17,6 +17,7 @@
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ use crate::config::{Config, IpMatch, PortRange, Proto};
 use crate::host::receipt::{self, Receipt};
 use crate::host::sandbox::{self, Bench, Seen};
 use crate::model::Family;
+use crate::render::json::{schema_version, write_document};
 
 /// Which part of the verification a check belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -40,26 +42,72 @@ pub enum Part {
     Behaviour,
 }
 
+/// One check (the eBPF mode's verify makes the same).
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Check {
     pub part: Part,
-    pub family: Family,
+    /// `None`: not about one family.
+    pub family: Option<Family>,
     pub check: String,
     pub pass: bool,
     pub detail: String,
 }
 
+/// `verify --output json`, both modes.
 #[derive(Debug, Serialize)]
-struct Report {
-    receipt: String,
-    /// Part 1 held: the live rules are the receipt's.
-    live_rules_in_place: bool,
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    schema_version: u32,
+    /// `iptables` or `ebpf`.
+    pub mode: &'static str,
+    pub receipt: String,
+    /// Part 1 held: what is installed (rules; programs and maps) is the receipt's.
+    pub live_in_place: bool,
     /// Part 2 held: every behaviour check passed.
-    behaviour_proven: bool,
-    checks: Vec<Check>,
-    passed: usize,
-    failed: usize,
-    not_checked: Vec<String>,
+    pub behaviour_proven: bool,
+    pub checks: Vec<Check>,
+    pub passed: usize,
+    pub failed: usize,
+    pub not_checked: Vec<String>,
+}
+
+impl Report {
+    pub fn new(mode: &'static str, receipt: &Path, checks: Vec<Check>) -> Report {
+        let failed = checks.iter().filter(|c| !c.pass).count();
+        let part_ok = |p: Part| checks.iter().filter(|c| c.part == p).all(|c| c.pass);
+        Report {
+            schema_version: schema_version::VERIFY,
+            mode,
+            receipt: receipt.display().to_string(),
+            live_in_place: part_ok(Part::Live),
+            behaviour_proven: part_ok(Part::Behaviour),
+            passed: checks.len() - failed,
+            failed,
+            checks,
+            not_checked: Vec::new(),
+        }
+    }
+
+    /// Writes the report as JSON, or as text with `text`; exit 0 only when
+    /// every check passed.
+    pub fn finish(
+        &self,
+        output: OutputFormat,
+        text: impl FnOnce(&mut dyn Write, &Report) -> std::io::Result<()>,
+    ) -> anyhow::Result<Exit> {
+        let mut out = std::io::stdout().lock();
+        match output {
+            OutputFormat::Json => write_document(&mut out, self)?,
+            OutputFormat::Text => text(&mut out, self)?,
+        }
+        out.flush()?;
+        Ok(if self.failed == 0 {
+            Exit::Success
+        } else {
+            Exit::Failure
+        })
+    }
 }
 
 const SUBNETS: [[u8; 3]; 4] = [
@@ -135,7 +183,7 @@ impl Run<'_> {
         };
         self.checks.push(Check {
             part: Part::Behaviour,
-            family,
+            family: Some(family),
             check,
             pass,
             detail,
@@ -627,7 +675,7 @@ fn live_checks(r: &Receipt, path: &std::path::Path) -> Vec<Check> {
         };
         checks.push(Check {
             part: Part::Live,
-            family: f.family,
+            family: Some(f.family),
             check,
             pass,
             detail,
@@ -636,7 +684,7 @@ fn live_checks(r: &Receipt, path: &std::path::Path) -> Vec<Check> {
             let there = crate::host::netif::has_passthrough_v6(&r.loopback);
             checks.push(Check {
                 part: Part::Live,
-                family: f.family,
+                family: Some(f.family),
                 check: format!("::6 is on {}", r.loopback),
                 pass: there,
                 detail: if there {
@@ -650,7 +698,7 @@ fn live_checks(r: &Receipt, path: &std::path::Path) -> Vec<Check> {
     if let Some(note) = r.pending_note(path) {
         checks.push(Check {
             part: Part::Live,
-            family: Family::Ipv4,
+            family: None,
             check: "no unfinished install or uninstall".to_string(),
             pass: false,
             detail: format!("{note}; run it again"),
@@ -706,34 +754,12 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<Exit> {
     if !r.config.redirect.vnet.networks.is_empty() {
         not_checked.push("--vnet rules (they need container bridges)".to_string());
     }
-    let failed = run.checks.iter().filter(|c| !c.pass).count();
-    let part_ok = |p: Part| run.checks.iter().filter(|c| c.part == p).all(|c| c.pass);
-    let report = Report {
-        receipt: path.display().to_string(),
-        live_rules_in_place: part_ok(Part::Live),
-        behaviour_proven: part_ok(Part::Behaviour),
-        passed: run.checks.len() - failed,
-        failed,
-        checks: run.checks,
-        not_checked,
-    };
-    let mut out = std::io::stdout().lock();
-    match args.output {
-        OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &report)?;
-            writeln!(out)?;
-        }
-        OutputFormat::Text => write_text(&mut out, &report)?,
-    }
-    out.flush()?;
-    Ok(if report.failed == 0 {
-        Exit::Success
-    } else {
-        Exit::Failure
-    })
+    let mut report = Report::new("iptables", &path, run.checks);
+    report.not_checked = not_checked;
+    report.finish(args.output, write_text)
 }
 
-fn write_text(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
+fn write_text(out: &mut dyn Write, report: &Report) -> std::io::Result<()> {
     let ok = |b: bool| if b { "OK" } else { "FAILED" };
     for (part, title) in [
         (
@@ -768,7 +794,7 @@ fn write_text(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
         report.checks.len(),
         report.passed,
         report.failed,
-        ok(report.live_rules_in_place),
+        ok(report.live_in_place),
         ok(report.behaviour_proven)
     )
 }

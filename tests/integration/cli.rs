@@ -582,10 +582,9 @@ fn data_on_stdout_messages_on_stderr() {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(&receipt).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&receipt).unwrap()).unwrap();
-    assert_eq!(json["uid"], 1);
-    assert_eq!(json["families"][0]["mode"], "nft");
+    let json = crate::json_contract::receipt_document(std::path::Path::new(&receipt));
+    assert_eq!(json["kumaDpUid"], 1);
+    assert_eq!(json["families"][0]["backend"], "nft");
     ns.tproxyctl_ok(&["uninstall", "transparent-proxy", "--receipt", &receipt]);
 }
 
@@ -605,8 +604,11 @@ fn dry_run_plan_as_json() {
         "--ip-family-mode",
         "ipv4",
     ]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let fam = &json[0];
+    let json = crate::json_contract::document(crate::json_contract::Doc::Plan, &out.stdout);
+    assert_eq!(json["mode"], "iptables");
+    let families = json["families"].as_array().unwrap();
+    assert_eq!(families.len(), 1, "--ip-family-mode ipv4");
+    let fam = &families[0];
     assert_eq!(fam["family"], "ipv4");
     assert_eq!(fam["chains"].as_array().unwrap().len(), 4);
     let rules = fam["rules"].as_array().unwrap();

@@ -22,6 +22,7 @@ use crate::ebpf_env::{
     wait_gone,
 };
 use crate::fwd_kernel::{in_ns, peer_recorder};
+use crate::json_contract::{Doc, document, receipt_document};
 use crate::require_ebpf;
 
 /// One test's world: the topology, its cgroup, an (unmounted) bpffs
@@ -308,19 +309,22 @@ fn outbound_v4_and_v6_go_through_the_forwarder_with_their_original_destination()
         ],
     );
     assert!(st.status.success(), "{}", stdout(&st));
-    let j: Value = serde_json::from_slice(&st.stdout).unwrap();
+    let j = document(Doc::Status, &st.stdout);
     assert_eq!(j["mode"], "ebpf");
-    let counter = |name: &str| {
-        j["counters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c[0] == name)
-            .and_then(|c| c[1].as_u64())
-            .unwrap()
-    };
-    assert!(counter("outbound connections redirected") >= 2, "{j}");
-    assert!(counter("original destinations answered") >= 2, "{j}");
+    assert_eq!(j["problems"], serde_json::json!([]));
+    assert_eq!(j["objectMatchesBinary"], true);
+    let counter = |name: &str| j["counters"][name].as_u64().unwrap();
+    assert!(counter("outboundRedirected") >= 2, "{j}");
+    assert!(counter("originalDestinationsAnswered") >= 2, "{j}");
+    let listening: Vec<&str> = j["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["listening"] == true)
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(listening.contains(&"outbound"), "{j}");
+    receipt_document(&w.receipt());
     drop(fwd);
     w.uninstall();
 }
@@ -522,14 +526,8 @@ fn dns_over_udp_reaches_the_proxy_and_answers_come_from_the_server_asked() {
             w.receipt().to_str().unwrap(),
         ],
     );
-    let j: Value = serde_json::from_slice(&st.stdout).unwrap();
-    let dns = j["counters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c[0] == "DNS datagrams redirected")
-        .and_then(|c| c[1].as_u64())
-        .unwrap();
+    let j = document(Doc::Status, &st.stdout);
+    let dns = j["counters"]["dnsRedirected"].as_u64().unwrap();
     assert!(dns >= 2, "{j}");
     drop(fwd);
     w.uninstall();
@@ -684,9 +682,19 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
         &["--dry-run", "-o", "json"],
         &[],
     );
-    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j = document(Doc::Plan, &out.stdout);
     assert_eq!(j["mode"], "ebpf");
     assert_eq!(j["programs"].as_array().unwrap().len(), 5);
+    let hooks: Vec<&str> = j["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["hook"].as_str().unwrap())
+        .collect();
+    assert!(
+        hooks.contains(&"sockOps") && hooks.contains(&"skLookup"),
+        "{j}"
+    );
     assert_eq!(w.footprint(), before);
 }
 
@@ -817,6 +825,26 @@ fn status_names_drift_and_uninstall_ebpf_finds_pins_without_a_receipt() {
     assert_eq!(st.status.code(), Some(1), "{}", stdout(&st));
     assert!(stdout(&st).contains("DRIFT link"), "{}", stdout(&st));
     assert!(stdout(&st).contains("tp_connect6"), "{}", stdout(&st));
+    let st = tproxyctl(
+        &w.topo.a,
+        &[
+            "status",
+            "-o",
+            "json",
+            "--receipt",
+            w.receipt().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(st.status.code(), Some(1));
+    let j = document(Doc::Status, &st.stdout);
+    assert!(!j["problems"].as_array().unwrap().is_empty(), "{j:#}");
+    let gone = j["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["program"] == "tp_connect6")
+        .unwrap();
+    assert_eq!(gone["linkId"], Value::Null, "{j:#}");
     // A re-install repairs it.
     w.install(&[]);
     let st = tproxyctl(
@@ -895,9 +923,11 @@ fn verify_proves_an_ebpf_install_in_a_throwaway_cgroup_and_namespaces() {
         )
     };
     let out = verify();
-    let j: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {} {}", stdout(&out), stderr(&out)));
+    let j = document(Doc::Verify, &out.stdout);
     assert!(out.status.success(), "{j:#}\n{}", stderr(&out));
+    assert_eq!(j["mode"], "ebpf");
+    assert_eq!(j["liveInPlace"], true);
+    assert_eq!(j["behaviourProven"], true);
     let names: Vec<&str> = j["checks"]
         .as_array()
         .unwrap()
@@ -953,6 +983,101 @@ fn verify_proves_an_ebpf_install_in_a_throwaway_cgroup_and_namespaces() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("tp_getsockopt"), "{}", stdout(&out));
     w.uninstall();
+}
+
+/// Every key path of a JSON value (array items as `[]`).
+fn key_paths(v: &Value, path: &str, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let p = format!("{path}/{k}");
+                out.insert(p.clone());
+                key_paths(x, &p, out);
+            }
+        }
+        Value::Array(a) => a
+            .iter()
+            .for_each(|x| key_paths(x, &format!("{path}/[]"), out)),
+        _ => {}
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(ebpf_tests),
+    ignore = "eBPF kernel test: needs root, bpftool and cgroup2 (see build.rs)"
+)]
+fn an_ebpf_install_recorded_in_the_format_of_0_1_0_is_uninstalled() {
+    require_ebpf!();
+    let w = World::new("eo");
+    w.install(&[
+        "--redirect-dns",
+        "--exclude-inbound-ports",
+        "22",
+        "--exclude-outbound-ips",
+        "192.0.2.0/24",
+        "--exclude-outbound-ports-for-uids",
+        "tcp:443:1000",
+    ]);
+    let ids = w.ids();
+    // This install's receipt, written back with the names 0.1.0 used.
+    let mut old = w.receipt_json();
+    let m = old.as_object_mut().unwrap();
+    let v = m.remove("schemaVersion").unwrap();
+    m.insert("version".into(), v);
+    let uid = m.remove("kumaDpUid").unwrap();
+    m.insert("uid".into(), uid);
+    for l in old["ebpf"]["pinned"]["links"].as_array_mut().unwrap() {
+        let kebab = match l["hook"].as_str().unwrap() {
+            "sockOps" => "sock-ops",
+            "skLookup" => "sk-lookup",
+            h => h,
+        }
+        .to_string();
+        l["hook"] = kebab.into();
+    }
+    // ... which is the shape 0.1.0 wrote (its receipt of the same install,
+    // config paths and all, is tests/fixtures/receipts-0.1.0/ebpf.json).
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/receipts-0.1.0/ebpf.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let (mut a, mut b) = (Default::default(), Default::default());
+    key_paths(&old, "", &mut a);
+    key_paths(&fixture, "", &mut b);
+    assert_eq!(a, b, "the rewritten receipt has the keys of 0.1.0's");
+    let hooks = |v: &Value| -> std::collections::BTreeSet<String> {
+        v["ebpf"]["pinned"]["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["hook"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(hooks(&old), hooks(&fixture));
+    std::fs::write(w.receipt(), serde_json::to_string_pretty(&old).unwrap()).unwrap();
+
+    let st = tproxyctl(
+        &w.topo.a,
+        &[
+            "status",
+            "-o",
+            "json",
+            "--receipt",
+            w.receipt().to_str().unwrap(),
+        ],
+    );
+    let j = document(Doc::Status, &st.stdout);
+    assert!(st.status.success(), "{j:#}");
+    assert_eq!(j["kumaDpUid"], 1);
+    w.uninstall();
+    assert!(!w.receipt().exists());
+    assert_eq!(wait_gone("link", &ids.0), Vec::<u32>::new());
+    assert!(cgroup_attachments(&w.cg).is_empty());
 }
 
 /// How many programs an install attaches to the cgroup (all but sk_lookup).

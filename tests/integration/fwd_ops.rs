@@ -239,7 +239,10 @@ fn config_endpoint_stats_gauges_and_head_ready() {
         r.starts_with("HTTP/1.1 200") && r.contains("application/json"),
         "{r}"
     );
-    let live: serde_json::Value = serde_json::from_str(&body(&r)).unwrap();
+    let live = crate::json_contract::document(
+        crate::json_contract::Doc::ForwarderConfig,
+        body(&r).as_bytes(),
+    );
     // The same document as --print-config with the same arguments.
     let printed = p.a.tproxyctl_ok(
         &[

@@ -728,15 +728,26 @@ fn status_reports_rules_drift_and_resolv_conf_changes() {
     let out = ns.tproxyctl(&["status", "--receipt", &receipt]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("not installed"));
+    let out = ns.tproxyctl(&["status", "--receipt", &receipt, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json = crate::json_contract::document(crate::json_contract::Doc::Status, &out.stdout);
+    assert_eq!(json["installed"], false);
+    assert_eq!(json["mode"], serde_json::Value::Null);
     let out = ns.tproxyctl_resolv(
         &install_args(&Backend::Nft.executables(), &receipt, &["--redirect-dns"]),
         &resolv,
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let out = ns.tproxyctl_ok(&["status", "--receipt", &receipt, "--output", "json"]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = crate::json_contract::document(crate::json_contract::Doc::Status, &out.stdout);
     assert_eq!(json["installed"], true);
-    assert_eq!(json["families"][0]["in_place"], true);
+    assert_eq!(json["mode"], "iptables");
+    assert_eq!(json["families"][0]["inPlace"], true);
+    assert_eq!(json["families"][0]["backend"], "nft");
+    assert_eq!(
+        json["dns"]["serversAtInstall"],
+        serde_json::json!(["10.0.0.2"])
+    );
     assert_eq!(json["families"][0]["rules"].as_array().unwrap().len(), 18);
     // drift: a rule deleted by hand; resolv.conf changed
     ns.run_ok(
@@ -944,8 +955,11 @@ fn verify_proves_the_installed_rules_and_catches_broken_ones() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out =
         t.a.tproxyctl_ok(&["verify", "--receipt", &receipt, "--output", "json"]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = crate::json_contract::document(crate::json_contract::Doc::Verify, &out.stdout);
     assert_eq!(json["failed"], 0, "{json:#}");
+    assert_eq!(json["mode"], "iptables");
+    assert_eq!(json["liveInPlace"], true);
+    assert_eq!(json["behaviourProven"], true);
     let checks = json["checks"].as_array().unwrap();
     assert!(checks.len() >= 20, "{json:#}");
     for needle in [

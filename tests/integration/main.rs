@@ -23,6 +23,7 @@ mod generated;
 mod golden;
 mod golden_installs;
 mod hygiene;
+mod json_contract;
 mod kernel;
 mod no_panic;
 mod packaging;

@@ -1235,8 +1235,8 @@ fn verify_fails_when_the_live_rules_are_not_the_receipts() {
     let json =
         t.a.tproxyctl(&["verify", "--receipt", &receipt, "--output", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(v["live_rules_in_place"], false);
-    assert_eq!(v["behaviour_proven"], true);
+    assert_eq!(v["liveInPlace"], false);
+    assert_eq!(v["behaviourProven"], true);
     // an extra rule of ours is named too
     t.a.run_ok(
         "ip6tables-nft",
