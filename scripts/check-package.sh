@@ -15,7 +15,7 @@ fail() { echo "check-package.sh: $*" >&2; exit 1; }
 
 deb=${1:-}
 if [ -z "$deb" ]; then
-  # pinned, --locked: the same cargo-deb every run (see README, Install)
+  # pinned, --locked: the same cargo-deb every run (see README.md, Install)
   cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked --version 3.8.0
   deb=$(cargo deb --locked | tail -n1)
 fi
