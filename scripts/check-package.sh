@@ -41,6 +41,12 @@ for f in /usr/share/bash-completion/completions/tproxyctl \
   [ -s "$f" ] || fail "missing completion $f"
 done
 
+# The documentation the README links to, beside it (dpkg.cfg.d may exclude /usr/share/doc).
+for f in /usr/share/doc/tproxyctl/README.md /usr/share/doc/tproxyctl/docs/install-on-a-vm.md \
+  /usr/share/doc/tproxyctl/docs/troubleshooting.md; do
+  [ -s "$f" ] || fail "missing $f (is /usr/share/doc excluded by /etc/dpkg/dpkg.cfg.d?)"
+done
+
 units=(/usr/lib/systemd/system/tproxyctl-install.service /usr/lib/systemd/system/tproxyctl-forwarder.service)
 out=$(systemd-analyze verify "${units[@]}" 2>&1) || fail "systemd-analyze verify: $out"
 [ -z "$out" ] || fail "systemd-analyze verify: $out"
