@@ -1,5 +1,5 @@
 //! The forwarder as an operator runs it (issue 8): rules written by the real
-//! install, the forwarder started with `--user` as the README says, then
+//! install, the forwarder started with `--user` as docs/forwarder.md says, then
 //! reloaded with SIGHUP under load, inspected with `--print-config`,
 //! `GET /config` and `/stats`, fed policies of another mesh and both orders
 //! of `MeshPassthrough` + `Mesh`, stopped past its drain deadline, left by
