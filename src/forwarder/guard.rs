@@ -60,6 +60,13 @@
 //! `DESTROY … TIME_WAIT` then `NEW … SYN_SENT` for that port right after
 //! our abandoned connect; up to one run in ten of the overload test).
 //! While our socket holds the 4-tuple no other socket can have it.
+//!
+//! Once such a connection of ours has been closed at our listener, the
+//! 4-tuple leaves the quarantine: when our socket closes in turn, the entry
+//! has seen a FIN both ways and the next SYN reopens it. Kept quarantined,
+//! and no longer in TIME-WAIT on our side (our listener closed first), it
+//! was handed to our connects again and again, each abandoned although it
+//! would have reached the real destination.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -206,16 +213,25 @@ impl LoopGuard {
     }
 
     /// Judges a connection accepted on `side` from `peer` to `dst`.
+    ///
+    /// [`Verdict::TakenOver`] also ends that 4-tuple's quarantine: the
+    /// caller closes the connection with a FIN, and our abandoned socket
+    /// holds the 4-tuple until its record retires, so by the time any
+    /// connect can get it again the conntrack entry has seen both FINs and
+    /// reopens for a new SYN (see the module docs).
     pub fn check(&self, side: Side, peer: SocketAddr, dst: SocketAddr) -> Verdict {
-        match lock(&self.regs[side as usize])
-            .live
-            .get(&(canonical(peer), canonical(dst)))
-        {
+        let key = (canonical(peer), canonical(dst));
+        let verdict = match lock(&self.regs[side as usize]).live.get(&key) {
             None => Verdict::Clear,
             Some(e) if e.taken_over => Verdict::TakenOver,
             Some(e) if e.suspect => Verdict::Loop,
             Some(_) => Verdict::Suspect,
+        };
+        if verdict == Verdict::TakenOver {
+            let mut q = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+            q.until.remove(&key);
         }
+        verdict
     }
 
     /// The forwarder reset (or is about to reset) the client connection
@@ -482,12 +498,17 @@ mod tests {
         assert_eq!(read_soon(&mut c, Duration::from_millis(100)), None);
         g.done(rec);
         assert_eq!(read_soon(&mut c, Duration::from_millis(100)), None);
+        assert!(g.quarantined(&(local, dst)));
         drain(&g, Side::Inbound);
         assert_eq!(
             g.check(Side::Outbound, local, dst),
             Verdict::TakenOver,
             "still recorded for the outbound listener"
         );
+        // Our listener closes it: that 4-tuple is usable again once ours is.
+        assert!(!g.quarantined(&(local, dst)));
+        let neighbour = SocketAddr::new(local.ip(), local.port() ^ 1);
+        assert!(g.quarantined(&(neighbour, dst)), "only that 4-tuple");
         assert_eq!(read_soon(&mut c, Duration::from_millis(100)), None);
         drain(&g, Side::Outbound);
         assert_eq!(g.check(Side::Outbound, local, dst), Verdict::Clear);
