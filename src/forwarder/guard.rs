@@ -48,7 +48,7 @@
 //! another port, and its connection, if it reached our listener, is closed
 //! with a FIN — which also makes that conntrack entry reopenable.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
@@ -68,6 +68,12 @@ pub enum Side {
 }
 
 type Key = (SocketAddr, SocketAddr);
+
+/// The maps of the guard are read or written several times per connection:
+/// foldhash (randomly seeded per map) instead of SipHash, which cost about
+/// a tenth of the forwarder's user-space instructions per connection
+/// (callgrind, see README "Performance").
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// How many records share a key (it can come back after a close), whether
 /// one was made for a suspect connection, and whether it is a connect
@@ -179,7 +185,7 @@ impl LoopGuard {
         LoopGuard {
             regs: Default::default(),
             quarantine: Mutex::new(Quarantine {
-                until: HashMap::new(),
+                until: HashMap::default(),
                 order: VecDeque::new(),
                 ttl,
             }),
