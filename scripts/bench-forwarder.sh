@@ -11,6 +11,18 @@
 #
 # Extra arguments are appended to the forwarder's command line, e.g.
 #   scripts/bench-forwarder.sh --workers 2
+#
+# MODE=modes compares the redirection modes instead, in one run and through
+# the same forwarder: no proxy (direct), `install transparent-proxy` (iptables
+# REDIRECT) and `install transparent-proxy --ebpf-enabled` (cgroup hooks,
+# sockops, getsockopt), with an application namespace joined to a server
+# namespace by a veth pair (redirected traffic must leave the host: loopback
+# destinations are never redirected, in either mode). It reports throughput,
+# p50/p99 and the added p50, connections per second, and the median time of
+# install and uninstall in each mode (INSTALL_RUNS, default 5). The eBPF mode
+# attaches to a child cgroup made for the run and pins in a bpffs mounted on
+# a temporary directory; both are removed on exit.
+#   MODE=modes PIN=0 scripts/bench-forwarder.sh
 set -euo pipefail
 
 top=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
@@ -18,6 +30,9 @@ bench="$top/../shared/bench/forwarder-bench.sh"
 [ -f "$bench" ] || { echo "bench-forwarder: $bench not found (shared/ must sit beside the repository)" >&2; exit 2; }
 
 cargo build --release --manifest-path "$top/Cargo.toml" --bin tproxyctl >&2
+if [ "${MODE:-shared}" = modes ]; then
+  exec bash "$top/scripts/bench-modes.sh" "$bench" "${CARGO_TARGET_DIR:-$top/target}/release/tproxyctl" "$@"
+fi
 
 # The forwarder runs as uid 5678: give it a copy under a world-readable directory.
 dir=$(mktemp -d /tmp/tproxyctl-bench.XXXXXX)

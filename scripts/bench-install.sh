@@ -5,8 +5,12 @@
 #   10k          a configuration that plans more than 10,000 rules
 #   per-rule     the default IPv4+IPv6 rules applied with one iptables call per
 #                rule (what a naive tool does), for comparison
-# Wall times are the median of RUNS runs (default 7). Needs root, iproute2 and
-# iptables. Changes nothing outside the namespace, which is removed on exit.
+# Wall times are the median of RUNS runs (default 7). "lock ms" is the time to
+# take install's lock, "kernel ms" the time to get the kernel's form of the
+# plan in a throwaway namespace (it runs side by side with iptables-restore
+# --test, so it adds less than that to the install); both come from
+# `install --verbose`'s timings line. Needs root, iproute2 and iptables.
+# Changes nothing outside the namespace, which is removed on exit.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,18 +55,23 @@ executables() {
   echo "iptables:/usr/sbin/iptables-$m,iptables-save:/usr/sbin/iptables-$m-save,iptables-restore:/usr/sbin/iptables-$m-restore,ip6tables:/usr/sbin/ip6tables-$m,ip6tables-save:/usr/sbin/ip6tables-$m-save,ip6tables-restore:/usr/sbin/ip6tables-$m-restore"
 }
 
-# run LABEL BACKEND ARGS... : prints "label backend rules install_ms install_procs uninstall_ms uninstall_procs"
+# step LOG NAME: the milliseconds of one step of a `--verbose` timings line
+step() { sed -n "s/.*timings:.*$2 \([0-9.]*\) ms.*/\1/p" "$1" | head -n1; }
+
+# run LABEL BACKEND ARGS... : prints "label backend rules install_ms install_procs lock_ms kernel_ms uninstall_ms uninstall_procs"
 run() {
   local label=$1 backend=$2; shift 2
   local exes; exes=$(executables "$backend")
-  local ins=() uns=() ip=0 up=0 rules=0 i t0 t1
+  local ins=() uns=() locks=() canon=() ip=0 up=0 rules=0 i t0 t1
   for i in $(seq 1 "$RUNS"); do
     t0=$(date +%s%N)
-    TPROXYCTL_TRACE_EXEC=1 ip netns exec "$NS" "$BIN" install transparent-proxy \
+    TPROXYCTL_TRACE_EXEC=1 ip netns exec "$NS" "$BIN" install transparent-proxy --verbose \
       --kuma-dp-user daemon --iptables-executables "$exes" --receipt "$WORK/receipt.json" "$@" \
-      2> "$WORK/install.log" || { cat "$WORK/install.log" >&2; exit 1; }
+      2> "$WORK/install.log" > /dev/null || { cat "$WORK/install.log" >&2; exit 1; }
     t1=$(date +%s%N)
     ins+=("$(ms "$t0" "$t1")")
+    locks+=("$(step "$WORK/install.log" lock)")
+    canon+=("$(step "$WORK/install.log" "(of which kernel's form)")")
     ip=$(grep -c '^# \[exec\]' "$WORK/install.log" || true)
     rules=$(ip netns exec "$NS" sh -c "iptables-$backend-save; ip6tables-$backend-save" | grep -c '^-A' || true)
     t0=$(date +%s%N)
@@ -72,8 +81,9 @@ run() {
     uns+=("$(ms "$t0" "$t1")")
     up=$(grep -c '^# \[exec\]' "$WORK/uninstall.log" || true)
   done
-  printf '%-10s %-7s %7s %11s %8s %13s %8s\n' "$label" "$backend" "$rules" \
-    "$(printf '%s\n' "${ins[@]}" | median)" "$ip" "$(printf '%s\n' "${uns[@]}" | median)" "$up"
+  printf '%-10s %-7s %7s %11s %8s %8s %10s %13s %8s\n' "$label" "$backend" "$rules" \
+    "$(printf '%s\n' "${ins[@]}" | median)" "$ip" "$(printf '%s\n' "${locks[@]}" | median)" \
+    "$(printf '%s\n' "${canon[@]}" | median)" "$(printf '%s\n' "${uns[@]}" | median)" "$up"
 }
 
 # The default rules, one iptables process per rule and chain (IPv4 and IPv6).
@@ -94,12 +104,12 @@ per_rule() {
     times+=("$(ms "$t0" "$t1")")
     ip netns exec "$NS" sh -c "for t in iptables-$backend ip6tables-$backend; do \$t -t nat -F; \$t -t nat -X; done"
   done
-  printf '%-10s %-7s %7s %11s %8s %13s %8s\n' "per-rule" "$backend" "$(grep -c -- ' -[AI] ' "$WORK/per-rule.sh")" \
-    "$(printf '%s\n' "${times[@]}" | median)" "$n" "-" "-"
+  printf '%-10s %-7s %7s %11s %8s %8s %10s %13s %8s\n' "per-rule" "$backend" "$(grep -c -- ' -[AI] ' "$WORK/per-rule.sh")" \
+    "$(printf '%s\n' "${times[@]}" | median)" "$n" "-" "-" "-" "-"
 }
 
 echo "bench-install: $(uname -r), $(nproc) CPU(s), $RUNS runs each (median wall time)"
-printf '%-10s %-7s %7s %11s %8s %13s %8s\n' case backend rules "install ms" procs "uninstall ms" procs
+printf '%-10s %-7s %7s %11s %8s %8s %10s %13s %8s\n' case backend rules "install ms" procs "lock ms" "kernel ms" "uninstall ms" procs
 for b in $BACKENDS; do
   run defaults "$b"
   run 10k-v4 "$b" --config "$WORK/10k.yaml" --ip-family-mode ipv4

@@ -27,9 +27,12 @@ fi
 
 echo "== building tproxyctl"
 cargo build --release --quiet
+# Where cargo put it: CARGO_TARGET_DIR, build.target-dir or ./target.
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 WORK=$(mktemp -d /tmp/tproxyctl-demo.XXXXXX)
 chmod 755 "$WORK"
-cp target/release/tproxyctl "$WORK/tproxyctl"
+cp "$TARGET_DIR/release/tproxyctl" "$WORK/tproxyctl"
 T="$WORK/tproxyctl"
 HOST="tpdemo-host-$$"
 NET="tpdemo-net-$$"

@@ -48,6 +48,21 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// Bytes as a person reads them in a message: UTF-8 text as it is, every
+/// byte that is not part of valid UTF-8 as `\xNN`. Used wherever a
+/// non-UTF-8 argument, variable or file is named, so no such input can
+/// panic or be shown as replacement characters.
+pub fn show_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
+}
+
 /// One line per cause, outermost first, joined with ": ".
 pub fn render_error(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -73,6 +88,13 @@ mod tests {
             .unwrap_err();
         assert_eq!(exit_code_for(&err), 2);
         assert_eq!(render_error(&err), "loading config: bad port");
+    }
+
+    #[test]
+    fn bytes_are_shown_with_invalid_ones_escaped() {
+        assert_eq!(show_bytes(b"abc"), "abc");
+        assert_eq!(show_bytes(b"a\xffb\xc3"), "a\\xFFb\\xC3");
+        assert_eq!(show_bytes("é".as_bytes()), "é");
     }
 
     #[test]

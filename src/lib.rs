@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod ebpf;
 pub mod error;
 pub mod forwarder;
 pub mod host;
@@ -42,5 +43,9 @@ impl From<Exit> for std::process::ExitCode {
 
 /// Runs one parsed command line.
 pub fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
+    ui::set_quiet(cli.quiet);
+    for w in config::kumactl_root_flag_warnings(&cli.kumactl) {
+        ui::warn(w);
+    }
     ops::dispatch(cli)
 }

@@ -3,11 +3,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use tproxyctl::cli::Cli;
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = tproxyctl::cli::parse_args();
     match tproxyctl::run(cli) {
         Ok(code) => code.into(),
         Err(err) => {

@@ -1,17 +1,37 @@
 //! Messages for people: kumactl-style `# …` lines on stderr (never stdout),
 //! warnings, and a spinner naming the current phase — only when stderr is a
-//! terminal, so scripts and CI logs see plain lines.
+//! terminal, so scripts and CI logs see plain lines — and `--quiet`, which
+//! silences all of them (errors are printed by `main`).
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 static SPINNER: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
-/// Prints a line on stderr without tearing an active spinner.
+/// `--quiet`: no notes, warnings or spinner; errors are printed by `main`
+/// whatever this says, and data on stdout never goes through here.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Turns `--quiet` on or off for the rest of the process.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// True under `--quiet`.
+pub fn is_quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Prints a line on stderr without tearing an active spinner (nothing under
+/// `--quiet`).
 fn line(text: String) {
+    if is_quiet() {
+        return;
+    }
     let guard = SPINNER.lock().unwrap_or_else(|e| e.into_inner());
     match guard.as_ref() {
         Some(pb) => pb.suspend(|| eprintln!("{text}")),
@@ -37,9 +57,9 @@ pub fn warn(msg: impl AsRef<str>) {
     line(format!("# [WARNING] {m}"));
 }
 
-/// True when progress may be drawn.
+/// True when progress may be drawn: stderr is a terminal and not `--quiet`.
 pub fn stderr_is_terminal() -> bool {
-    std::io::stderr().is_terminal()
+    !is_quiet() && std::io::stderr().is_terminal()
 }
 
 /// Shows (on a terminal) which phase a long operation is in; cleared when

@@ -35,8 +35,8 @@ pub struct ForwarderFlags {
     /// Policy file (ProxyTemplate, MeshProxyPatch, Mesh, MeshPassthrough; YAML, several documents allowed). Repeatable.
     #[arg(long, value_name = "FILE", action = ArgAction::Append)]
     pub policy: Vec<PathBuf>,
-    /// Universal Dataplane file of the mesh (YAML or JSON, several documents or a kumactl list allowed): its inbounds' address:port are mesh destinations and answer <service>.mesh. Repeatable.
-    #[arg(long, value_name = "FILE", action = ArgAction::Append)]
+    /// Universal Dataplane file of the mesh (YAML or JSON, several documents or a kumactl list allowed), or a directory whose *.yaml, *.yml and *.json files are read in name order: its inbounds' address:port are mesh destinations and answer <service>.mesh. Repeatable.
+    #[arg(long, value_name = "FILE|DIR", action = ArgAction::Append)]
     pub dataplane: Vec<PathBuf>,
     /// This proxy's mesh when no Dataplane file decides it: policies of other meshes are ignored [default: default].
     #[arg(long, value_name = "MESH")]

@@ -23,6 +23,12 @@ pub enum Source {
 }
 
 impl Source {
+    /// True for a value read from a configuration file (YAML or JSON), where
+    /// kumactl's JSON decoding decides which types a key accepts.
+    pub fn is_file(&self) -> bool {
+        matches!(self, Source::File(_))
+    }
+
     /// How to name a key set by this source in a message.
     pub fn describe(&self, path: &str) -> String {
         match self {
@@ -82,17 +88,53 @@ impl Merged {
     }
 }
 
-/// Reads one `--config` value: a path, or `-` for stdin.
+/// The most a configuration source may hold. A full configuration is a few
+/// kilobytes, and every list at its [`MAX_LIST_ENTRIES`] bound still fits.
+/// The YAML parser holds every event of a document before it builds values
+/// (~70 bytes of memory per byte of a list-heavy file, measured), so this
+/// bound is what keeps a hostile or runaway file (`--config /dev/zero`)
+/// from exhausting memory, while a list over the entry bound (3,000,000
+/// ports is ~9 MB) is still parsed far enough to be refused by its key.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// The most entries one list key (ports, IPs, UID exclusions, networks) may
+/// hold, whichever source sets it: one per port number. Every entry becomes
+/// at least one rule; a longer list can only be a mistake (a port list that
+/// long repeats ports), and is refused naming the key.
+pub const MAX_LIST_ENTRIES: usize = 65535;
+
+/// Reads one `--config` value: a path, or `-` for stdin. The text must be
+/// UTF-8 and at most [`MAX_CONFIG_BYTES`].
 pub fn read_config_source(name: &str, stdin: &mut dyn Read) -> Result<String, UsageError> {
+    let shown = if name == "-" { "stdin" } else { name };
+    let mut bytes = Vec::new();
     if name == "-" {
-        let mut s = String::new();
-        stdin.read_to_string(&mut s).map_err(|e| {
-            UsageError::new(format!("unable to read configuration from stdin: {e}"))
-        })?;
-        return Ok(s);
+        stdin
+            .take(MAX_CONFIG_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| {
+                UsageError::new(format!("unable to read configuration from stdin: {e}"))
+            })?;
+    } else {
+        std::fs::File::open(PathBuf::from(name))
+            .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| {
+                UsageError::new(format!("unable to access configuration file '{name}': {e}"))
+            })?;
     }
-    std::fs::read_to_string(PathBuf::from(name))
-        .map_err(|e| UsageError::new(format!("unable to access configuration file '{name}': {e}")))
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(UsageError::new(format!(
+            "configuration file {shown} is larger than {} MiB; a configuration is a few kilobytes",
+            MAX_CONFIG_BYTES >> 20
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        UsageError::new(format!(
+            "configuration file {shown} is not UTF-8 text (byte 0x{:02X} at offset {at}); YAML and JSON files must be UTF-8",
+            e.as_bytes()[at]
+        ))
+    })
 }
 
 /// Parses a config document (YAML, which includes JSON) and flattens it.
@@ -390,11 +432,13 @@ fn split_env_list(path: &str, raw: &str) -> Vec<String> {
     } else {
         ','
     };
-    raw.split(sep)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    // Like envconfig: pieces are kept as they are (a space or an empty piece
+    // is then refused by the value's parser); an empty variable is an empty
+    // list.
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    raw.split(sep).map(str::to_string).collect()
 }
 
 #[cfg(test)]

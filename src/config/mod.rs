@@ -5,11 +5,14 @@
 //! file key, the value and what is allowed. Nothing on the host is read except
 //! the config files themselves.
 
+pub mod ebpf;
 pub mod layers;
+mod lists;
+pub mod recorded;
 pub mod schema;
 pub mod types;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +23,7 @@ use serde_yaml::Value;
 use crate::cli::{ApplyFlags, TpFlags};
 use crate::error::UsageError;
 use layers::{Leaf, Merged, Source};
+use lists::{PortList, fold_repeats, too_many_entries};
 pub use types::{IpFamilyMode, IpMatch, PortRange, Proto, UidExclusion, UidRange, VnetNetwork};
 
 /// Chain names are `KUMA_MESH_` + suffix; the prefix cannot be changed.
@@ -52,6 +56,9 @@ pub struct Config {
     pub dry_run: bool,
     pub verbose: bool,
     pub cni_mode: bool,
+    /// eBPF redirection mode (SPEC §10).
+    #[serde(default)]
+    pub ebpf: ebpf::EbpfConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,6 +170,7 @@ impl Default for Config {
             dry_run: false,
             verbose: false,
             cni_mode: false,
+            ebpf: ebpf::EbpfConfig::default(),
         }
     }
 }
@@ -184,6 +192,20 @@ impl Config {
     pub fn outbound_redirect_chain(&self) -> String {
         Self::chain(&self.redirect.outbound.redirect_chain_name)
     }
+    /// True when inbound TCP to `port` is redirected: inbound redirection is
+    /// on, and the port is not excluded or, with include-only ports, is
+    /// included (reference §2.6; per-source IP exclusions aside). install
+    /// asks it for port 22 before warning that SSH would be cut off.
+    pub fn redirects_inbound_port(&self, port: u16) -> bool {
+        let inbound = &self.redirect.inbound;
+        inbound.enabled
+            && if inbound.include_ports.is_empty() {
+                !inbound.exclude_ports.contains(&port)
+            } else {
+                inbound.include_ports.contains(&port)
+            }
+    }
+
     /// The four custom chains in kumactl's order (reference §2.1).
     pub fn custom_chains(&self) -> [String; 4] {
         [
@@ -253,6 +275,34 @@ pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, UsageError> {
 
     let config = build(&merged, &mut warnings)?;
     Ok(Resolved { config, warnings })
+}
+
+/// One warning per kumactl root flag given (reference §1.2): accepted so
+/// kumactl command lines run unchanged, and ignored, as kumactl's
+/// `transparent-proxy` commands ignore them.
+pub fn kumactl_root_flag_warnings(flags: &crate::cli::KumactlRootFlags) -> Vec<String> {
+    let ignored = |flag: &str, what: &str| {
+        format!(
+            "{flag} is a flag of kumactl's root command ({what}); tproxyctl accepts it for compatibility and ignores it, as kumactl's transparent-proxy commands do"
+        )
+    };
+    let mut out = Vec::new();
+    if flags.log_level.is_some() {
+        out.push(format!(
+            "{} (--verbose shows more, --quiet less)",
+            ignored("--log-level", "kumactl's own logging")
+        ));
+    }
+    if flags.context.is_some() {
+        out.push(ignored("--context", "a control-plane context"));
+    }
+    if flags.no_config.is_some() {
+        out.push(ignored("--no-config", "kumactl's own configuration"));
+    }
+    if flags.api_timeout.is_some() {
+        out.push(ignored("--api-timeout", "control-plane API calls"));
+    }
+    out
 }
 
 /// The flag layer: only flags that were given.
@@ -361,6 +411,9 @@ fn flag_layer(
         }
     }
     // --iptables-executables name:path,... merges per name with files and env.
+    if let Some(a) = apply {
+        ebpf::flag_layer(&a.ebpf, &mut out);
+    }
     if let Some(a) = apply
         && let Some(v) = &a.iptables_executables
     {
@@ -408,6 +461,11 @@ fn invalid(leaf: &Leaf, path: &str, value: &str, why: &str) -> UsageError {
     ))
 }
 
+/// Why a quoted number in a file is refused (kumactl's JSON decoding refuses it too).
+const FILE_STRING_FOR_NUMBER: &str = "a number in a configuration file is written without quotes (kumactl refuses the quoted form too)";
+/// Why a quoted boolean in a file is refused (kumactl's JSON decoding refuses it too).
+const FILE_STRING_FOR_BOOL: &str = "a boolean in a configuration file is true or false without quotes (kumactl refuses the quoted form too)";
+
 impl Extract<'_> {
     fn leaf(&self, path: &str) -> Option<&Leaf> {
         self.merged.get(path)
@@ -419,7 +477,11 @@ impl Extract<'_> {
         };
         *into = match &leaf.value {
             Value::Bool(b) => *b,
-            Value::String(s) => crate::cli::parse_go_bool(s.trim())
+            Value::String(s) if leaf.source.is_file() => {
+                return Err(invalid(leaf, path, s, FILE_STRING_FOR_BOOL));
+            }
+            // Go's strconv.ParseBool, as kumactl's flags and envconfig use it.
+            Value::String(s) => crate::cli::parse_go_bool(s)
                 .map_err(|_| invalid(leaf, path, s, "not a boolean (true or false)"))?,
             other => {
                 return Err(invalid(
@@ -433,40 +495,51 @@ impl Extract<'_> {
         Ok(())
     }
 
+    /// One port. In a file it must be a number: kumactl's `Port` decodes the
+    /// raw JSON token, so `"15006"` is refused there too.
     fn port(&self, path: &str, into: &mut u16) -> Result<(), UsageError> {
         let Some(leaf) = self.leaf(path) else {
             return Ok(());
         };
-        let text = match &leaf.value {
-            Value::Number(_) | Value::String(_) => value_text(&leaf.value),
+        *into = match &leaf.value {
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p != 0)
+                .ok_or_else(|| invalid(leaf, path, &n.to_string(), types::PORT_RANGE))?,
+            Value::String(s) if leaf.source.is_file() => {
+                return Err(invalid(leaf, path, s, FILE_STRING_FOR_NUMBER));
+            }
+            Value::String(s) => types::parse_port(s).map_err(|why| invalid(leaf, path, s, &why))?,
             other => return Err(invalid(leaf, path, &value_text(other), types::PORT_RANGE)),
         };
-        *into = types::parse_port(&text).map_err(|why| invalid(leaf, path, &text, &why))?;
         Ok(())
     }
 
-    fn ports(&self, path: &str, into: &mut Vec<u16>) -> Result<(), UsageError> {
+    /// A port list: a YAML list of numbers or strings, or one `"1,2,3"`
+    /// string (kumactl's `Ports`). See [`PortList`] for trimming, empty
+    /// pieces, repeated ports and the size bound.
+    fn ports(
+        &self,
+        path: &str,
+        into: &mut Vec<u16>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), UsageError> {
         let Some(leaf) = self.leaf(path) else {
             return Ok(());
         };
-        let mut pieces: Vec<String> = Vec::new();
-        let mut push_text = |t: &str| {
-            pieces.extend(
-                t.split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_string),
-            )
-        };
+        let mut list = PortList::new(leaf, path);
         match &leaf.value {
             Value::Null => {}
-            Value::Number(n) => push_text(&n.to_string()),
-            Value::String(s) => push_text(s),
+            Value::Number(n) => list.number(n)?,
+            // An empty string clears the list, as kumactl's `Ports.Set("")`.
+            Value::String(s) if s.trim().is_empty() => {}
+            Value::String(s) => list.text(s)?,
             Value::Sequence(items) => {
                 for item in items {
                     match item {
-                        Value::Number(n) => push_text(&n.to_string()),
-                        Value::String(s) => push_text(s),
+                        Value::Number(n) => list.number(n)?,
+                        Value::String(s) => list.text(s)?,
                         other => {
                             return Err(invalid(leaf, path, &value_text(other), types::PORT_RANGE));
                         }
@@ -482,59 +555,88 @@ impl Extract<'_> {
                 ));
             }
         }
-        let mut ports = Vec::with_capacity(pieces.len());
-        for p in &pieces {
-            ports.push(types::parse_port(p).map_err(|why| invalid(leaf, path, p, &why))?);
-        }
-        *into = ports;
+        *into = list.finish(warnings);
         Ok(())
     }
 
+    /// An unsigned integer up to `max`: a number in a file, digits only
+    /// (`strconv.ParseUint`) in the environment and on the command line.
     fn uint(&self, path: &str, max: u64) -> Result<Option<u64>, UsageError> {
         let Some(leaf) = self.leaf(path) else {
             return Ok(None);
         };
-        let text = value_text(&leaf.value);
         let why = format!("expected an integer in the range [0, {max}]");
-        match &leaf.value {
-            Value::Number(_) | Value::String(_) => match text.trim().parse::<u64>() {
-                Ok(n) if n <= max => Ok(Some(n)),
-                _ => Err(invalid(leaf, path, &text, &why)),
-            },
-            _ => Err(invalid(leaf, path, &text, &why)),
+        let n = match &leaf.value {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) if leaf.source.is_file() => {
+                return Err(invalid(leaf, path, s, FILE_STRING_FOR_NUMBER));
+            }
+            Value::String(s) => types::parse_decimal(s),
+            _ => None,
+        };
+        match n {
+            Some(n) if n <= max => Ok(Some(n)),
+            _ => {
+                let text = value_text(&leaf.value);
+                Err(invalid(
+                    leaf,
+                    path,
+                    &text,
+                    &format!("{why}{}", types::space_hint(&text)),
+                ))
+            }
         }
     }
 
-    fn duration(&self, path: &str, into: &mut Duration) -> Result<(), UsageError> {
+    /// A duration: `2s`, `500ms`, `1m30s` anywhere, or a bare integer, which
+    /// kumactl reads as nanoseconds (`--sleep-between-retries 2000000000`,
+    /// in a file, a variable or a flag). kumactl's flag wanted a JSON string
+    /// (`'"2s"'`); that form is accepted too. A bare integer under a
+    /// millisecond is almost certainly meant in another unit: it works as
+    /// kumactl reads it, with a warning.
+    fn duration(
+        &self,
+        path: &str,
+        into: &mut Duration,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), UsageError> {
         let Some(leaf) = self.leaf(path) else {
             return Ok(());
         };
-        *into = match &leaf.value {
-            // A bare number in a file is nanoseconds, as kumactl decodes it.
-            Value::Number(n) if matches!(leaf.source, Source::File(_)) => {
-                let ns = n.as_u64().ok_or_else(|| {
-                    invalid(
-                        leaf,
-                        path,
-                        &n.to_string(),
-                        "expected a non-negative duration",
-                    )
-                })?;
-                Duration::from_nanos(ns)
-            }
-            Value::String(s) => {
-                // kumactl's flag parser wanted a JSON string ('"2s"'); accept that form too.
-                let t = s.trim().trim_matches('"');
-                types::parse_duration(t).map_err(|why| invalid(leaf, path, s, &why))?
-            }
-            other => {
-                return Err(invalid(
-                    leaf,
-                    path,
-                    &value_text(other),
-                    "not a duration (e.g. 2s, 500ms, 1m)",
+        const ALLOWED: &str = "not a duration (a number with a unit, e.g. 2s, 500ms, 1m, or an integer number of nanoseconds)";
+        let mut nanos = |text: &str| -> Result<Duration, UsageError> {
+            let ns =
+                types::parse_decimal(text).ok_or_else(|| invalid(leaf, path, text, ALLOWED))?;
+            if ns != 0 && ns < 1_000_000 {
+                warnings.push(format!(
+                    "{} is {ns}: a bare number is nanoseconds (as in kumactl); write {ns}s or {ns}ms for seconds or milliseconds",
+                    leaf.source.describe(path)
                 ));
             }
+            Ok(Duration::from_nanos(ns))
+        };
+        *into = match &leaf.value {
+            Value::Number(n) => nanos(&n.to_string())?,
+            Value::String(s) => {
+                let t = s
+                    .strip_prefix('"')
+                    .and_then(|t| t.strip_suffix('"'))
+                    .unwrap_or(s);
+                if t.chars().any(char::is_whitespace) {
+                    return Err(invalid(
+                        leaf,
+                        path,
+                        s,
+                        &format!("{ALLOWED} (without spaces)"),
+                    ));
+                }
+                if t.bytes().all(|b| b.is_ascii_digit()) {
+                    nanos(t)?
+                } else {
+                    types::parse_duration(t).map_err(|_| invalid(leaf, path, s, ALLOWED))?
+                }
+            }
+            other => return Err(invalid(leaf, path, &value_text(other), ALLOWED)),
         };
         Ok(())
     }
@@ -560,7 +662,10 @@ impl Extract<'_> {
             Value::Null => Vec::new(),
             Value::String(s) => vec![s.clone()],
             Value::Sequence(items) => {
-                let mut out = Vec::new();
+                if items.len() > layers::MAX_LIST_ENTRIES {
+                    return Err(too_many_entries(leaf, path));
+                }
+                let mut out = Vec::with_capacity(items.len());
                 for item in items {
                     match item {
                         Value::String(s) => out.push(s.clone()),
@@ -590,22 +695,39 @@ impl Extract<'_> {
     }
 }
 
-fn ip_list(ex: &Extract<'_>, path: &str, into: &mut Vec<IpMatch>) -> Result<(), UsageError> {
+/// IP exclusions: each value may be a comma list (no spaces, no empty
+/// pieces, as kumactl). Repeats of the same network are folded.
+fn ip_list(
+    ex: &Extract<'_>,
+    path: &str,
+    into: &mut Vec<IpMatch>,
+    warnings: &mut Vec<String>,
+) -> Result<(), UsageError> {
     let Some((items, leaf)) = ex.strings(path)? else {
         return Ok(());
     };
     let mut out = Vec::new();
     for item in &items {
-        let parsed = IpMatch::parse_list(item).map_err(|(value, why)| {
-            if value.is_empty() {
-                invalid(leaf, path, item, &why)
-            } else {
-                invalid(leaf, path, &value, &why)
+        for part in item.split(',') {
+            if out.len() >= layers::MAX_LIST_ENTRIES {
+                return Err(too_many_entries(leaf, path));
             }
-        })?;
-        out.extend(parsed);
+            let m = IpMatch::parse(part).map_err(|why| {
+                if part.is_empty() {
+                    invalid(leaf, path, item, &why)
+                } else {
+                    invalid(leaf, path, part, &why)
+                }
+            })?;
+            out.push(m);
+        }
     }
-    *into = out;
+    *into = fold_repeats(
+        out,
+        |m| m.net.trunc(),
+        &leaf.source.describe(path),
+        warnings,
+    );
     Ok(())
 }
 
@@ -653,9 +775,14 @@ fn build(merged: &Merged, warnings: &mut Vec<String>) -> Result<Config, UsageErr
         let p = |k: &str| format!("redirect.{dir}.{k}");
         ex.bool(&p("enabled"), &mut flow.enabled)?;
         ex.port(&p("port"), &mut flow.port)?;
-        ex.ports(&p("excludePorts"), &mut flow.exclude_ports)?;
-        ex.ports(&p("includePorts"), &mut flow.include_ports)?;
-        ip_list(&ex, &p("excludePortsForIPs"), &mut flow.exclude_ips)?;
+        ex.ports(&p("excludePorts"), &mut flow.exclude_ports, warnings)?;
+        ex.ports(&p("includePorts"), &mut flow.include_ports, warnings)?;
+        ip_list(
+            &ex,
+            &p("excludePortsForIPs"),
+            &mut flow.exclude_ips,
+            warnings,
+        )?;
         ex.bool(
             &p("insertRedirectInsteadOfAppend"),
             &mut flow.insert_redirect_instead_of_append,
@@ -681,7 +808,12 @@ fn build(merged: &Merged, warnings: &mut Vec<String>) -> Result<Config, UsageErr
                             .map_err(|why| invalid(leaf, &p("excludePortsForUIDs"), item, &why))?,
                     );
                 }
-                flow.exclude_uids = out;
+                flow.exclude_uids = fold_repeats(
+                    out,
+                    |e| (e.protocols.clone(), e.ports.clone(), e.uids),
+                    &leaf.source.describe(&p("excludePortsForUIDs")),
+                    warnings,
+                );
             }
         }
     }
@@ -712,18 +844,22 @@ fn build(merged: &Merged, warnings: &mut Vec<String>) -> Result<Config, UsageErr
 
     if let Some((items, leaf)) = ex.strings("redirect.vnet.networks")? {
         let mut nets: Vec<VnetNetwork> = Vec::new();
+        // (interface, IPv4?) -> index in `nets`: one lookup per entry.
+        let mut index: HashMap<(String, bool), usize> = HashMap::new();
         for item in &items {
             let net = VnetNetwork::parse(item)
                 .map_err(|why| invalid(leaf, "redirect.vnet.networks", item, &why))?;
-            if let Some(prev) = nets
-                .iter_mut()
-                .find(|n| n.interface == net.interface && n.cidr.is_ipv4() == net.cidr.is_ipv4())
-            {
-                warnings.push(format!(
-                    "virtual network {net} replaces {prev}: one CIDR per interface and IP family is used (as kumactl does)"
-                ));
+            let key = (net.interface.clone(), net.cidr.is_ipv4());
+            if let Some(&i) = index.get(&key) {
+                let prev = &mut nets[i];
+                if *prev != net {
+                    warnings.push(format!(
+                        "virtual network {net} replaces {prev}: one CIDR per interface and IP family is used (as kumactl does)"
+                    ));
+                }
                 *prev = net;
             } else {
+                index.insert(key, nets.len());
                 nets.push(net);
             }
         }
@@ -748,6 +884,7 @@ fn build(merged: &Merged, warnings: &mut Vec<String>) -> Result<Config, UsageErr
     ex.duration(
         "retry.sleepBetweenRetries",
         &mut c.retry.sleep_between_retries,
+        warnings,
     )?;
     for (name, leaf) in merged.children("iptablesExecutables") {
         c.iptables_executables
@@ -757,8 +894,10 @@ fn build(merged: &Merged, warnings: &mut Vec<String>) -> Result<Config, UsageErr
     ex.bool("dryRun", &mut c.dry_run)?;
     ex.bool("verbose", &mut c.verbose)?;
     ex.bool("cniMode", &mut c.cni_mode)?;
+    c.ebpf = ebpf::build(&ex)?;
 
     cross_checks(&c, warnings)?;
+    ebpf::cross_checks(&c, warnings)?;
     Ok(c)
 }
 
@@ -799,16 +938,48 @@ fn cross_checks(c: &Config, warnings: &mut Vec<String>) -> Result<(), UsageError
     Ok(())
 }
 
-/// Reads the environment of this process (only the variables that matter).
-pub fn process_env() -> Vec<(String, String)> {
-    std::env::vars()
-        .filter(|(k, _)| k.starts_with(schema::ENV_PREFIX))
-        .collect()
+/// Reads the `KUMA_TRANSPARENT_PROXY_*` variables of this process. Other
+/// variables are never decoded, so one that is not UTF-8 (`FOO=$'\xff'`) is
+/// simply not looked at. A variable of ours whose value is not UTF-8 is an
+/// error naming it; a name of ours that is not UTF-8 cannot be a known key
+/// and ends up in the unknown-variable warning, shown with `\xNN` escapes.
+pub fn process_env() -> Result<Vec<(String, String)>, UsageError> {
+    process_env_from(std::env::vars_os())
+}
+
+fn process_env_from(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, String)>, UsageError> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = Vec::new();
+    for (name, value) in vars {
+        if !name.as_bytes().starts_with(schema::ENV_PREFIX.as_bytes()) {
+            continue;
+        }
+        let name = crate::error::show_bytes(name.as_bytes());
+        let value = match value.into_string() {
+            Ok(v) => v,
+            Err(raw) => {
+                let shown = crate::error::show_bytes(raw.as_bytes());
+                let known = name
+                    .strip_prefix(schema::ENV_PREFIX)
+                    .is_some_and(|suffix| schema::KEYS.iter().any(|k| k.env == Some(suffix)));
+                if known {
+                    return Err(UsageError::new(format!(
+                        "invalid value '{shown}' for environment variable {name}: not UTF-8 text"
+                    )));
+                }
+                shown
+            }
+        };
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 /// Convenience for commands: resolves from the process's flags, env and stdin.
 pub fn resolve_process(tp: &TpFlags, apply: Option<&ApplyFlags>) -> Result<Resolved, UsageError> {
-    let env = process_env();
+    let env = process_env()?;
     let mut stdin = std::io::stdin();
     resolve(Inputs {
         tp,

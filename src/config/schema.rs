@@ -274,6 +274,55 @@ pub const KEYS: &[Key] = &[
     key("dryRun", Bool, Some("DRY_RUN"), Some("dry-run")),
     key("verbose", Bool, Some("VERBOSE"), Some("verbose")),
     key("cniMode", Bool, Some("CNI_MODE"), None),
+    // eBPF mode (kumactl 2.14), and tproxyctl's allowCgroupRoot.
+    key(
+        "ebpf.enabled",
+        Bool,
+        Some("EBPF_ENABLED"),
+        Some("ebpf-enabled"),
+    ),
+    key(
+        "ebpf.instanceIP",
+        Text,
+        Some("EBPF_INSTANCE_IP"),
+        Some("ebpf-instance-ip"),
+    ),
+    key(
+        "ebpf.instanceIPEnvVarName",
+        Text,
+        Some("EBPF_INSTANCE_IP_ENV_VAR_NAME"),
+        None,
+    ),
+    key(
+        "ebpf.bpffsPath",
+        Text,
+        Some("EBPF_BPFFS_PATH"),
+        Some("ebpf-bpffs-path"),
+    ),
+    key(
+        "ebpf.cgroupPath",
+        Text,
+        Some("EBPF_CGROUP_PATH"),
+        Some("ebpf-cgroup-path"),
+    ),
+    key(
+        "ebpf.programsSourcePath",
+        Text,
+        Some("EBPF_PROGRAMS_SOURCE_PATH"),
+        Some("ebpf-programs-source-path"),
+    ),
+    key(
+        "ebpf.tcAttachIface",
+        Text,
+        Some("EBPF_TC_ATTACH_IFACE"),
+        Some("ebpf-tc-attach-iface"),
+    ),
+    key(
+        "ebpf.allowCgroupRoot",
+        Bool,
+        Some("EBPF_ALLOW_CGROUP_ROOT"),
+        Some("ebpf-allow-cgroup-root"),
+    ),
 ];
 
 /// The key at a dotted path.

@@ -2,6 +2,10 @@
 //! exclusions, owner (UID) exclusions, virtual networks and durations. Each
 //! parser returns the reason a value is wrong; the caller adds which flag,
 //! variable or key held it.
+//!
+//! The parsers are as strict as kumactl's (Go's `strconv.ParseUint`,
+//! `net.ParseCIDR`): no surrounding spaces, no sign, no empty pieces. The one
+//! place kumactl trims is a port list (`Ports.Set`), handled by the caller.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -17,12 +21,29 @@ pub const MAX_UID: u32 = u32::MAX - 1;
 /// `value is not a valid port` reason used everywhere.
 pub const PORT_RANGE: &str = "not a valid port (an integer in the range [1, 65535])";
 
+/// A decimal number the way Go's `strconv.ParseUint(s, 10, 64)` reads it:
+/// ASCII digits only (Rust's own parser would also take a leading `+`).
+pub fn parse_decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// `" (without spaces)"` when spaces are what made `s` invalid, else `""`.
+pub fn space_hint(s: &str) -> &'static str {
+    if s.chars().any(char::is_whitespace) {
+        " (without spaces)"
+    } else {
+        ""
+    }
+}
+
 /// Parses one port (1..=65535).
 pub fn parse_port(s: &str) -> Result<u16, String> {
-    let t = s.trim();
-    match t.parse::<u32>() {
-        Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
-        _ => Err(PORT_RANGE.to_string()),
+    match parse_decimal(s) {
+        Some(n) if (1..=65535).contains(&n) => Ok(n as u16),
+        _ => Err(format!("{PORT_RANGE}{}", space_hint(s))),
     }
 }
 
@@ -36,7 +57,7 @@ pub enum IpFamilyMode {
 
 impl IpFamilyMode {
     pub fn parse(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
+        match s.to_ascii_lowercase().as_str() {
             "" | "dualstack" => Ok(IpFamilyMode::DualStack),
             "ipv4" => Ok(IpFamilyMode::Ipv4),
             _ => Err("must be one of 'dualstack' or 'ipv4' (case-insensitive)".to_string()),
@@ -80,7 +101,7 @@ pub struct IpMatch {
 impl IpMatch {
     /// `ParseCIDR`, else `ParseIP` (reference §1.6).
     pub fn parse(s: &str) -> Result<Self, String> {
-        let t = s.trim();
+        let t = s;
         if t.is_empty() {
             return Err("invalid exclusion rule: the rule cannot be empty".to_string());
         }
@@ -96,7 +117,10 @@ impl IpMatch {
                 text: t.to_string(),
             });
         }
-        Err("not an IP address or CIDR (expected <ip> or <ip>/<prefix>, e.g. 10.0.0.1 or 10.0.0.0/8 or fd00::/8)".to_string())
+        Err(format!(
+            "not an IP address or CIDR (expected <ip> or <ip>/<prefix>, e.g. 10.0.0.1 or 10.0.0.0/8 or fd00::/8){}",
+            space_hint(t)
+        ))
     }
 
     pub fn is_ipv4(&self) -> bool {
@@ -106,7 +130,7 @@ impl IpMatch {
     /// Splits a flag or list value that may itself be a comma list.
     pub fn parse_list(s: &str) -> Result<Vec<Self>, (String, String)> {
         s.split(',')
-            .map(|part| IpMatch::parse(part).map_err(|why| (part.trim().to_string(), why)))
+            .map(|part| IpMatch::parse(part).map_err(|why| (part.to_string(), why)))
             .collect()
     }
 }
@@ -131,7 +155,7 @@ impl<'de> Deserialize<'de> for IpMatch {
 }
 
 /// Transport protocol of an owner exclusion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
@@ -148,7 +172,7 @@ impl Proto {
 }
 
 /// An inclusive range of ports (`a` or `a-b`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PortRange {
     pub first: u16,
     pub last: u16,
@@ -175,7 +199,7 @@ impl PortRange {
 }
 
 /// An inclusive range of UIDs (`a` or `a-b`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct UidRange {
     pub first: u32,
     pub last: u32,
@@ -211,7 +235,7 @@ const MULTIPORT_MAX: usize = 15;
 
 impl UidExclusion {
     pub fn parse(entry: &str) -> Result<Self, String> {
-        let text = entry.trim();
+        let text = entry;
         let parts: Vec<&str> = text.split(':').collect();
         let (proto, ports, uids) = match parts.as_slice() {
             [u] => ("", "", *u),
@@ -250,13 +274,12 @@ impl UidExclusion {
 }
 
 fn parse_protocols(s: &str) -> Result<Vec<Proto>, String> {
-    let s = s.trim();
     if s.is_empty() || s == "*" {
         return Ok(vec![Proto::Tcp, Proto::Udp]);
     }
     let mut out = Vec::new();
     for p in s.split(',') {
-        let proto = match p.trim().to_ascii_lowercase().as_str() {
+        let proto = match p.to_ascii_lowercase().as_str() {
             "tcp" => Proto::Tcp,
             "udp" => Proto::Udp,
             "*" => {
@@ -265,8 +288,7 @@ fn parse_protocols(s: &str) -> Result<Vec<Proto>, String> {
             }
             _ => {
                 return Err(format!(
-                    "invalid or unsupported protocol: '{}' (expected tcp, udp, a comma list of them, or *)",
-                    p.trim()
+                    "invalid or unsupported protocol: '{p}' (expected tcp, udp, a comma list of them, or *)"
                 ));
             }
         };
@@ -278,21 +300,19 @@ fn parse_protocols(s: &str) -> Result<Vec<Proto>, String> {
 }
 
 fn parse_u16_strict(s: &str) -> Result<u16, String> {
-    s.trim()
-        .parse::<u16>()
-        .map_err(|_| format!("invalid uint16 value: '{}'", s.trim()))
+    parse_decimal(s)
+        .and_then(|n| u16::try_from(n).ok())
+        .ok_or_else(|| format!("invalid uint16 value: '{s}'{}", space_hint(s)))
 }
 
 /// `53,3000-5000`; `*` or empty is every port.
 pub fn parse_port_ranges(s: &str) -> Result<Vec<PortRange>, String> {
-    let s = s.trim();
     if s.is_empty() || s == "*" {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
     let mut weight = 0;
     for piece in s.split(',') {
-        let piece = piece.trim();
         let wrap = |why: String| {
             format!("invalid port range: validation failed for value or range '{piece}': {why}")
         };
@@ -327,18 +347,17 @@ pub fn parse_port_ranges(s: &str) -> Result<Vec<PortRange>, String> {
     Ok(out)
 }
 
-fn parse_uid(s: &str) -> Result<u32, String> {
-    let t = s.trim();
-    match t.parse::<u64>() {
-        Ok(n) if n <= MAX_UID as u64 => Ok(n as u32),
+fn parse_uid(t: &str) -> Result<u32, String> {
+    match parse_decimal(t) {
+        Some(n) if n <= MAX_UID as u64 => Ok(n as u32),
         _ => Err(format!(
-            "invalid UID: '{t}' (expected an integer in the range [0, {MAX_UID}])"
+            "invalid UID: '{t}' (expected an integer in the range [0, {MAX_UID}]){}",
+            space_hint(t)
         )),
     }
 }
 
-fn parse_uid_range(s: &str) -> Result<UidRange, String> {
-    let t = s.trim();
+fn parse_uid_range(t: &str) -> Result<UidRange, String> {
     if t == "*" {
         return Err("wildcard '*' is not allowed for UIDs".to_string());
     }
@@ -366,6 +385,12 @@ fn parse_uid_range(s: &str) -> Result<UidRange, String> {
     }
 }
 
+impl fmt::Display for UidExclusion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 impl Serialize for UidExclusion {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.text)
@@ -387,21 +412,20 @@ pub struct VnetNetwork {
 }
 
 impl VnetNetwork {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let t = s.trim();
+    pub fn parse(t: &str) -> Result<Self, String> {
         let Some((iface, cidr)) = t.split_once(':') else {
             return Err(format!(
                 "invalid virtual network definition: {t} (expected ifaceNameOrPrefix+:CIDR, e.g. docker0:172.17.0.0/16)"
             ));
         };
         validate_interface(iface)?;
-        let net = IpNet::from_str(cidr.trim())
-            .map_err(|_| format!("invalid CIDR definition for {cidr}"))?;
+        let net = IpNet::from_str(cidr)
+            .map_err(|_| format!("invalid CIDR definition for {cidr}{}", space_hint(cidr)))?;
         Ok(VnetNetwork {
             interface: iface.to_string(),
             cidr: IpMatch {
                 net,
-                text: cidr.trim().to_string(),
+                text: cidr.to_string(),
             },
         })
     }
@@ -496,8 +520,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn numbers_are_go_strict() {
+        assert_eq!(parse_decimal("0"), Some(0));
+        assert_eq!(parse_decimal("18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            "",
+            "+1",
+            "-1",
+            " 1",
+            "1 ",
+            "1_000",
+            "0x10",
+            "18446744073709551616",
+        ] {
+            assert_eq!(parse_decimal(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn ports() {
         assert_eq!(parse_port("15006"), Ok(15006));
+        assert_eq!(
+            parse_port(" 15006"),
+            Err(format!("{PORT_RANGE} (without spaces)"))
+        );
+        assert!(parse_port("+15006").is_err());
+        assert!(parse_port("15006 ").is_err());
         assert!(parse_port("0").is_err());
         assert!(parse_port("70000").is_err());
         assert!(parse_port("-1").is_err());
@@ -517,9 +565,13 @@ mod tests {
 
     #[test]
     fn ip_matches_keep_their_text() {
-        let m = IpMatch::parse(" 10.0.0.1 ").unwrap();
+        let m = IpMatch::parse("10.0.0.1").unwrap();
         assert_eq!(m.text, "10.0.0.1");
         assert_eq!(m.net.prefix_len(), 32);
+        // kumactl (net.ParseCIDR) takes no spaces; neither do we, and we say why
+        let err = IpMatch::parse(" 10.0.0.1").unwrap_err();
+        assert!(err.ends_with("(without spaces)"), "{err}");
+        assert!(IpMatch::parse_list("10.0.0.1,,10.0.0.2").is_err());
         let m = IpMatch::parse("fd00::/8").unwrap();
         assert!(!m.is_ipv4());
         assert!(IpMatch::parse("10.0.0.300").is_err());
@@ -579,6 +631,16 @@ mod tests {
                 .contains("starts after")
         );
         assert!(UidExclusion::parse("1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16:1").is_err());
+        // no spaces anywhere (kumactl's strconv.ParseUint), and no empty port pieces
+        for bad in [
+            "tcp: 22:1000",
+            "tcp:22, 80:1000",
+            "22:1000 ",
+            " 1000",
+            "tcp:22,,80:1000",
+        ] {
+            assert!(UidExclusion::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -598,6 +660,7 @@ mod tests {
                 .contains("invalid CIDR")
         );
         assert!(VnetNetwork::parse("br+:10.0.0.0/8").is_ok());
+        assert!(VnetNetwork::parse("docker0: 172.17.0.0/16").is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! in `dnsnet.rs`. Its own upstream queries bypass the redirect because the
 //! forwarder runs as the exempt UID (and its sockets are that UID's).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
@@ -45,22 +45,36 @@ const EDNS_PAYLOAD: u16 = 1232;
 /// ours: `.mesh` queries go upstream as before.
 #[derive(Debug, Default)]
 pub struct MeshNames {
-    /// Lower-case service name → distinct instance addresses, in file order.
-    names: HashMap<String, Vec<IpAddr>>,
+    /// Lower-case service name → its instances' addresses.
+    names: HashMap<String, Addrs>,
     /// Dataplane files were given: the `mesh` zone is answered here.
     authoritative: bool,
 }
 
+/// The addresses of one `.mesh` name, each once, in file order; also by
+/// family, so that an answer only ever touches the records it can hold.
+#[derive(Debug, Default)]
+struct Addrs {
+    all: Vec<IpAddr>,
+    v4: Vec<IpAddr>,
+    v6: Vec<IpAddr>,
+}
+
 impl MeshNames {
+    /// Linear in the number of endpoints: addresses are deduplicated with
+    /// a set, not by searching the service's list.
     pub fn new(mesh: &Mesh) -> Self {
-        let mut names: HashMap<String, Vec<IpAddr>> = HashMap::new();
+        let mut names: HashMap<String, Addrs> = HashMap::with_capacity(mesh.services.len());
         for s in &mesh.services {
-            let ips = names.entry(s.name.to_ascii_lowercase()).or_default();
-            for e in &s.endpoints {
-                if !ips.contains(&e.ip()) {
-                    ips.push(e.ip());
-                }
-            }
+            // Services whose names differ only in case share a name.
+            let a = names.entry(s.name.to_ascii_lowercase()).or_default();
+            a.all.extend(s.endpoints.iter().map(SocketAddr::ip));
+        }
+        let mut seen = HashSet::new();
+        for a in names.values_mut() {
+            seen.clear();
+            a.all.retain(|ip| seen.insert(*ip));
+            (a.v4, a.v6) = a.all.iter().partition(|ip| ip.is_ipv4());
         }
         MeshNames {
             names,
@@ -109,26 +123,29 @@ impl MeshNames {
             e.set_max_payload(EDNS_PAYLOAD);
             m.set_edns(e);
         }
-        let Some(ips) = self.names.get(&service) else {
+        let record = |ip: &IpAddr| {
+            let rdata = match ip {
+                IpAddr::V4(a) => RData::A(A(*a)),
+                IpAddr::V6(a) => RData::AAAA(AAAA(*a)),
+            };
+            Record::from_rdata(q.name().clone(), MESH_TTL, rdata)
+        };
+        let id = usize::from(query.metadata.id);
+        let Some(addrs) = self.names.get(&service) else {
             m.metadata.response_code = ResponseCode::NXDomain;
-            return fit(m, Vec::new(), 0, limit);
+            return fit(m, &[], [(0, None), (0, None)], record, id, limit);
         };
-        let (v4, v6) = match q.query_type() {
-            RecordType::A => (true, false),
-            RecordType::AAAA => (false, true),
-            RecordType::ANY => (true, true),
-            _ => (false, false),
+        let (v4, v6) = (
+            (addrs.v4.len(), addrs.v4.first()),
+            (addrs.v6.len(), addrs.v6.first()),
+        );
+        let (list, families): (&[IpAddr], _) = match q.query_type() {
+            RecordType::A => (&addrs.v4, [v4, (0, None)]),
+            RecordType::AAAA => (&addrs.v6, [(0, None), v6]),
+            RecordType::ANY => (&addrs.all, [v4, v6]),
+            _ => (&[], [(0, None), (0, None)]),
         };
-        let records: Vec<Record> = ips
-            .iter()
-            .filter_map(|ip| match ip {
-                IpAddr::V4(a) if v4 => Some(RData::A(A(*a))),
-                IpAddr::V6(a) if v6 => Some(RData::AAAA(AAAA(*a))),
-                _ => None,
-            })
-            .map(|rdata| Record::from_rdata(q.name().clone(), MESH_TTL, rdata))
-            .collect();
-        fit(m, records, usize::from(query.metadata.id), limit)
+        fit(m, list, families, record, id, limit)
     }
 }
 
@@ -141,54 +158,102 @@ pub struct Fitted {
     pub fitted: bool,
 }
 
-/// `m` with as many of `records` as fit in `limit` bytes (the client's UDP
-/// size, or 65535 over TCP), without the TC bit — as Kuma's DNS does. A
+/// Every answer record takes at least this many bytes: a pointer to the
+/// question's name (2), type, class, TTL, length (10) and an IPv4 address.
+const MIN_RECORD: usize = 16;
+
+/// `m` with as many records of `list` (`families`: how many of them are
+/// IPv4 and IPv6, with one of each) as fit in `limit` bytes (the client's
+/// UDP size, or 65535 over TCP), without the TC bit — as Kuma's DNS does. A
 /// client that sees TC retries over TCP/53, which the installed rules send
 /// to the real name server (kumactl's TCP/53 RETURN), where `.mesh` names do
 /// not exist: glibc's `getaddrinfo` then fails. When not all fit, the window
 /// of records starts at `start` (the query ID) modulo their number, so that
-/// different queries see different instances.
-fn fit(mut m: Message, records: Vec<Record>, start: usize, limit: usize) -> Option<Fitted> {
-    let n = records.len();
-    let all = {
-        m.answers.clone_from(&records);
-        m.to_vec().ok()?
+/// different queries see different instances. At most `limit / 16` records
+/// are ever built, so the cost of an answer does not grow with the number
+/// of instances.
+fn fit(
+    mut m: Message,
+    list: &[IpAddr],
+    families: [(usize, Option<&IpAddr>); 2],
+    record: impl Fn(&IpAddr) -> Record,
+    start: usize,
+    limit: usize,
+) -> Option<Fitted> {
+    let n = list.len();
+    // The wire form, when it fits. hickory-proto itself cuts a message at
+    // 64 KiB and sets TC, which we never set: that does not fit either.
+    let fits = |m: &Message| -> Option<Option<Vec<u8>>> {
+        let b = m.to_vec().ok()?;
+        let truncated = b.get(2).is_some_and(|flags| flags & 0x02 != 0);
+        Some((b.len() <= limit && !truncated).then_some(b))
     };
-    if all.len() <= limit || n == 0 {
-        return Some(Fitted {
-            bytes: all,
-            message: m,
-            fitted: false,
-        });
-    }
-    // Every record has the same owner name (a pointer to the question) and
-    // one address: sizes are near equal, so start from the average and
-    // shrink until it fits.
-    let base = {
-        m.answers.clear();
-        m.to_vec().ok()?.len()
-    };
-    let per = (all.len() - base).div_ceil(n).max(1);
-    let mut k = limit.saturating_sub(base) / per;
-    let start = start % n;
-    loop {
-        m.answers = records
-            .iter()
-            .cycle()
-            .skip(start)
-            .take(k)
-            .cloned()
-            .collect();
-        let bytes = m.to_vec().ok()?;
-        if bytes.len() <= limit || k == 0 {
-            return Some(Fitted {
-                bytes,
-                message: m,
-                fitted: true,
-            });
+    if n <= limit / MIN_RECORD {
+        m.answers = list.iter().map(&record).collect();
+        match fits(&m)? {
+            Some(bytes) => {
+                return Some(Fitted {
+                    bytes,
+                    message: m,
+                    fitted: false,
+                });
+            }
+            None if n == 0 => {
+                let bytes = m.to_vec().ok()?;
+                return Some(Fitted {
+                    bytes,
+                    message: m,
+                    fitted: false,
+                });
+            }
+            None => {}
         }
-        k -= 1;
     }
+    // Not all fit: a window from `start`. Records of a family are the same
+    // size (until hickory stops compressing names past 16 KiB), so guess from
+    // one of each, then look for the largest window that fits below it.
+    m.answers.clear();
+    let base = m.to_vec().ok()?.len();
+    let mut total = 0;
+    for (count, sample) in families {
+        if let Some(ip) = sample {
+            m.answers = vec![record(ip)];
+            total += count * (m.to_vec().ok()?.len() - base);
+        }
+    }
+    let per = total.div_ceil(n).max(MIN_RECORD);
+    let start = start % n;
+    let mut window = |k: usize| {
+        m.answers = (0..k).map(|i| record(&list[(start + i) % n])).collect();
+        fits(&m)
+    };
+    // The guess is exact within a family up to 16 KiB, so one try mostly
+    // does; otherwise the largest window below it, by halving.
+    let guess = (limit.saturating_sub(base) / per).min(n - 1);
+    let bytes = match window(guess)? {
+        Some(b) => b,
+        None => {
+            let (mut lo, mut hi) = (0, guess);
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if window(mid)?.is_some() {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            match window(lo)? {
+                Some(b) => b,
+                // Not even the question fits (a tiny EDNS size): as it is.
+                None => m.to_vec().ok()?,
+            }
+        }
+    };
+    Some(Fitted {
+        bytes,
+        message: m,
+        fitted: true,
+    })
 }
 
 /// Where queries go.
@@ -600,6 +665,115 @@ mod tests {
         assert_eq!(a.metadata.response_code, ResponseCode::NXDomain);
         // Without Dataplane files the zone is not ours: upstream, as before.
         assert!(ask(&MeshNames::default(), "a.mesh.", RecordType::A, false).is_none());
+    }
+
+    #[test]
+    fn services_differing_in_case_share_a_name_and_addresses_appear_once() {
+        use crate::forwarder::mesh::{Mesh, Service};
+        let svc = |name: &str, eps: &[&str]| Service {
+            name: name.into(),
+            endpoints: eps.iter().map(|e| e.parse().unwrap()).collect(),
+        };
+        let n = MeshNames::new(&Mesh {
+            name: Some("default".into()),
+            services: vec![
+                svc("Web", &["10.0.0.5:80", "10.0.0.5:81", "10.0.0.6:80"]),
+                svc("web", &["10.0.0.6:90", "10.0.0.7:80"]),
+            ],
+            ..Mesh::default()
+        });
+        let a = ask(&n, "WEB.mesh", RecordType::A, false).unwrap();
+        assert_eq!(addrs(&a), ["10.0.0.5", "10.0.0.6", "10.0.0.7"]);
+    }
+
+    #[test]
+    fn answers_hold_as_many_instances_as_fit_however_many_there_are() {
+        use crate::forwarder::mesh::{Mesh, Service};
+        // Distinct instances of both families in a mixed order, 1 to 20,000.
+        for n in [1u32, 5, 31, 32, 33, 100, 20_000] {
+            let eps: Vec<SocketAddr> = (0..n)
+                .map(|i| {
+                    let [_, a, b, c] = i.to_be_bytes();
+                    if i % 3 == 1 {
+                        let seg = |x: u8| u16::from(x);
+                        SocketAddr::from(([0xfd00, 0, 0, 0, 0, seg(a), seg(b), seg(c)], 80))
+                    } else {
+                        SocketAddr::from(([10, a, b, c], 80))
+                    }
+                })
+                .collect();
+            let names = MeshNames::new(&Mesh {
+                name: Some("default".into()),
+                services: vec![Service {
+                    name: "s".into(),
+                    endpoints: eps.clone(),
+                }],
+                ..Mesh::default()
+            });
+            for ty in [RecordType::A, RecordType::AAAA, RecordType::ANY] {
+                let list: Vec<IpAddr> = eps
+                    .iter()
+                    .map(SocketAddr::ip)
+                    .filter(|ip| match ty {
+                        RecordType::A => ip.is_ipv4(),
+                        RecordType::AAAA => ip.is_ipv6(),
+                        _ => true,
+                    })
+                    .collect();
+                for limit in [512, 1232, 65535] {
+                    for id in [0u16, 7, 65_535] {
+                        let at = format!("n {n} {ty} limit {limit} id {id}");
+                        let mut q = Message::query();
+                        q.metadata.id = id;
+                        q.add_query(Query::query(Name::from_ascii("s.mesh.").unwrap(), ty));
+                        let got = names.answer(&q, limit).unwrap();
+                        assert!(got.bytes.len() <= limit, "{at}");
+                        let ips: Vec<IpAddr> = Message::from_vec(&got.bytes)
+                            .unwrap()
+                            .answers
+                            .iter()
+                            .map(|r| match &r.data {
+                                RData::A(a) => IpAddr::V4(a.0),
+                                RData::AAAA(a) => IpAddr::V6(a.0),
+                                other => panic!("{other:?}"),
+                            })
+                            .collect();
+                        if !got.fitted {
+                            assert_eq!(ips, list, "{at}: all of them, in order");
+                            continue;
+                        }
+                        // A window of the list, from the query ID on.
+                        let k = ips.len();
+                        let start = usize::from(id) % list.len();
+                        let window: Vec<IpAddr> =
+                            (0..k).map(|i| list[(start + i) % list.len()]).collect();
+                        assert_eq!(ips, window, "{at}");
+                        // As many as fit: one more would not (for one family;
+                        // ANY starts from the average record and may stop short).
+                        let header = 12 + 12; // header, question `s.mesh.` A/IN
+                        if ty != RecordType::ANY {
+                            let mut more = Message::from_vec(&got.bytes).unwrap();
+                            let next = list[(start + k) % list.len()];
+                            let rdata = match next {
+                                IpAddr::V4(a) => RData::A(A(a)),
+                                IpAddr::V6(a) => RData::AAAA(AAAA(a)),
+                            };
+                            more.add_answer(Record::from_rdata(
+                                Name::from_ascii("s.mesh.").unwrap(),
+                                MESH_TTL,
+                                rdata,
+                            ));
+                            let b = more.to_vec().unwrap();
+                            assert!(b.len() > limit || b[2] & 0x02 != 0, "{at}: {k} + 1 fit");
+                        } else {
+                            // Each record is at most 28 bytes + 6 when hickory
+                            // stops compressing the name (past 16 KiB).
+                            assert!(k >= (limit - header) / 34, "{at}: {k}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn big(n: u8) -> Settings {

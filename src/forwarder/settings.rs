@@ -84,6 +84,7 @@ impl Settings {
             },
         };
         Effective {
+            schema_version: crate::render::json::schema_version::FORWARDER_CONFIG,
             generation: self.generation,
             mesh: &o.mesh_name,
             local_dataplane: o.mesh.local.as_deref(),
@@ -152,10 +153,13 @@ pub fn duration_text(d: Duration) -> String {
     }
 }
 
-/// What `--print-config` and `GET /config` show.
+/// What `--print-config` (YAML) and `GET /config` (JSON) show: a document
+/// of the JSON contract (docs/json-output.md). Passthrough modes and
+/// cluster names are Kuma's own values (`All`, `outbound:passthrough:ipv4`).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Effective<'a> {
+    pub schema_version: u32,
     /// 1 at start, +1 per successful reload.
     pub generation: u64,
     pub mesh: &'a str,
@@ -185,6 +189,7 @@ pub struct Listeners {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct KeepaliveView {
     pub time: String,
     pub interval: String,
@@ -192,6 +197,7 @@ pub struct KeepaliveView {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PassthroughView {
     /// All, None or Matched.
     pub mode: &'static str,
@@ -200,6 +206,7 @@ pub struct PassthroughView {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MatchView {
     pub cidr: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -234,6 +241,7 @@ impl<'a> ClusterView<'a> {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ServiceView<'a> {
     pub name: &'a str,
     pub addresses: &'a [SocketAddr],
@@ -282,6 +290,7 @@ mod tests {
         let mut w = Vec::new();
         let s = Settings::build(o, None, &mut w).unwrap();
         let v = serde_json::to_value(s.effective()).unwrap();
+        assert_eq!(v["schemaVersion"], 1);
         assert_eq!(v["generation"], 1);
         assert_eq!(v["mesh"], "default");
         assert_eq!(v["passthrough"]["mode"], "None");

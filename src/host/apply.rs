@@ -1,24 +1,23 @@
-//! Applying and removing rules as a transaction (SPEC §4). Per family: the
-//! current rules are saved (with counters), the complete restore input —
-//! removal of our previous rules, then the new plan — is checked with
-//! `iptables-restore --test`, applied with one `iptables-restore --noflush`
-//! (`--wait` for legacy, retries as configured), and read back. If any family
-//! fails, or the read-back does not show every planned rule where the plan
-//! put it with everybody else's rules untouched, every family is restored
-//! from its snapshot. Removal deletes our rules one by one (`-D`) and our
-//! chains (`-F`, `-X`), so foreign rules keep their order and counters.
+//! Applying and removing rules (SPEC §4): which rules and chains are ours
+//! ([`find_owned`]), the restore input that replaces or removes them
+//! ([`transaction_input`]), and running `iptables-restore` — `--test` first,
+//! then one `--noflush` apply per family, `--wait` for legacy, retries as
+//! configured, every process bounded by the run's time budget. Removal
+//! deletes our rules one by one (`-D`) and our chains (`-F`, `-X`), so
+//! foreign rules keep their order and counters. Reading the result back is
+//! [`crate::host::readback`]; undoing a failed run line by line is
+//! [`crate::host::rollback`].
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::host::backend::Executables;
-use crate::host::exec::Cmd;
-use crate::host::receipt::{Mode, SavedRule, TableReceipt};
+use crate::host::exec::{self, Cmd};
+use crate::host::receipt::{FamilyReceipt, Mode};
 use crate::host::save::{Saved, SavedLine, SavedTable, is_marked, is_our_chain};
-use crate::model::{Family, FamilyRules, Position, Rule, TableName, Target};
-use crate::render::restore::{comment_text, go_quote};
+use crate::model::{Family, FamilyRules, TableName};
 use crate::render::{Style, family_text, rule_line};
 
 /// How restore is run.
@@ -46,6 +45,59 @@ impl RestoreOptions {
     }
 }
 
+/// Rule lines known to be ours although they carry no marker (the receipt's,
+/// an unfinished run's, the kernel's form of planned comment-less rules),
+/// each with how many copies of it are ours: a foreign rule that happens to
+/// read the same is never taken along with ours.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Known {
+    counts: HashMap<(TableName, String), usize>,
+}
+
+impl Known {
+    /// One more copy of `line` in `table` is ours.
+    pub fn add(&mut self, table: TableName, line: &str) {
+        *self.counts.entry((table, line.to_string())).or_default() += 1;
+    }
+
+    /// Adds another source, keeping per line the larger count (two records
+    /// of the same rule — installed and being installed — name one rule).
+    pub fn merge(&mut self, other: Known) {
+        for (k, n) in other.counts {
+            let e = self.counts.entry(k).or_default();
+            *e = (*e).max(n);
+        }
+    }
+
+    /// The rules a receipt record lists outside our own chains.
+    pub fn from_record(r: &FamilyReceipt) -> Known {
+        let mut k = Known::default();
+        for t in &r.tables {
+            for l in t.rules.iter().filter(|l| !is_our_chain(&l.chain)) {
+                k.add(t.table, &l.line);
+            }
+        }
+        k
+    }
+
+    /// Every record's rules (see [`Known::merge`]).
+    pub fn from_records<'a>(records: impl IntoIterator<Item = &'a FamilyReceipt>) -> Known {
+        let mut k = Known::default();
+        for r in records {
+            k.merge(Known::from_record(r));
+        }
+        k
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    pub fn contains(&self, table: TableName, line: &str) -> bool {
+        self.counts.contains_key(&(table, line.to_string()))
+    }
+}
+
 /// The rules and chains of ours found in a saved ruleset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Owned {
@@ -68,7 +120,7 @@ impl Owned {
             .collect()
     }
 
-    fn owns_chain(&self, table: TableName, chain: &str) -> bool {
+    pub fn owns_chain(&self, table: TableName, chain: &str) -> bool {
         self.chains.iter().any(|(t, c)| *t == table && c == chain)
     }
 
@@ -84,10 +136,11 @@ impl Owned {
 }
 
 /// Finds what is ours in `saved`: chains named `KUMA_MESH*`, rules that carry
-/// our comment prefix or reference our chains, and rules `extra` recognises
-/// (the receipt's lines, or the canonical form of planned comment-less rules).
-pub fn find_owned(saved: &Saved, extra: &dyn Fn(TableName, &SavedLine) -> bool) -> Owned {
+/// our comment prefix or reference our chains, and the rules `known` lists
+/// (as many copies as it lists).
+pub fn find_owned(saved: &Saved, known: &Known) -> Owned {
     let mut owned = Owned::default();
+    let mut budget = known.counts.clone();
     for table in TableName::ALL {
         let Some(st) = saved.table(table) else {
             continue;
@@ -101,7 +154,14 @@ pub fn find_owned(saved: &Saved, extra: &dyn Fn(TableName, &SavedLine) -> bool) 
             if is_our_chain(&r.chain) {
                 continue;
             }
-            if is_marked(&r.spec) || extra(table, r) {
+            let listed = match budget.get_mut(&(table, r.spec.clone())) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            };
+            if listed || is_marked(&r.spec) {
                 owned.rules.push((table, r.clone()));
             }
         }
@@ -112,8 +172,15 @@ pub fn find_owned(saved: &Saved, extra: &dyn Fn(TableName, &SavedLine) -> bool) 
 /// The restore input that removes `owned` (and then writes `plan`, if given):
 /// per table, `-D` for our rules in other chains, `-F` for our chains, `-X`
 /// for our chains the plan does not keep, `-N` for new chains, then the plan's
-/// rules in kumactl's format.
-pub fn transaction_input(owned: &Owned, plan: Option<&FamilyRules>) -> String {
+/// rules in kumactl's format. With `policies` (legacy), each table starts by
+/// declaring its built-in chains with their policy and counters as saved,
+/// since legacy restore would otherwise reset those counters; such input is
+/// run with `--counters`.
+pub fn transaction_input(
+    owned: &Owned,
+    plan: Option<&FamilyRules>,
+    policies: Option<&Saved>,
+) -> String {
     let mut out = String::new();
     for table in TableName::ALL {
         let planned = plan.and_then(|p| p.table(table)).filter(|t| !t.is_empty());
@@ -133,6 +200,9 @@ pub fn transaction_input(owned: &Owned, plan: Option<&FamilyRules>) -> String {
             continue;
         }
         out.push_str(&format!("*{}\n", table.as_str()));
+        if let Some(st) = policies.and_then(|p| p.table(table)) {
+            out.push_str(&st.policy_lines());
+        }
         for l in &old_rules {
             out.push_str(&l.delete_command());
             out.push('\n');
@@ -167,15 +237,24 @@ pub fn transaction_input(owned: &Owned, plan: Option<&FamilyRules>) -> String {
     out
 }
 
+/// The saved state whose policy counters a restore into `exes` must carry
+/// (legacy only; see [`transaction_input`]).
+pub fn policies_for<'a>(exes: &Executables, saved: &'a Saved) -> Option<&'a Saved> {
+    (exes.mode == Mode::Legacy).then_some(saved)
+}
+
 fn restore_cmd(exes: &Executables, opts: &RestoreOptions, flags: &[&str]) -> Cmd {
     let mut cmd = Cmd::new(&exes.restore);
     if exes.mode == Mode::Legacy {
         if opts.wait > 0 {
             cmd = cmd.arg(format!("--wait={}", opts.wait));
+            // iptables refuses --wait-interval without --wait
+            if opts.wait_interval > 0 {
+                cmd = cmd.arg(format!("--wait-interval={}", opts.wait_interval));
+            }
         }
-        if opts.wait_interval > 0 {
-            cmd = cmd.arg(format!("--wait-interval={}", opts.wait_interval));
-        }
+        // Policy counters are declared in the input (transaction_input).
+        cmd = cmd.arg("--counters");
     }
     cmd.args(flags.iter().copied())
 }
@@ -199,12 +278,20 @@ pub fn offending_line(stderr: &str, input: &str) -> Option<String> {
         .map(|l| format!("line {number}: {l}"))
 }
 
-fn restore_error(exes: &Executables, what: &str, err: anyhow::Error, input: &str) -> anyhow::Error {
-    let stderr = err
-        .downcast_ref::<crate::host::exec::CommandError>()
+fn stderr_of(err: &anyhow::Error) -> String {
+    err.downcast_ref::<crate::host::exec::CommandError>()
         .map(|c| c.stderr.clone())
-        .unwrap_or_default();
-    match offending_line(&stderr, input) {
+        .unwrap_or_default()
+}
+
+/// A failed restore, with the line it rejected when it named one.
+pub fn restore_error(
+    exes: &Executables,
+    what: &str,
+    err: anyhow::Error,
+    input: &str,
+) -> anyhow::Error {
+    match offending_line(&stderr_of(&err), input) {
         Some(line) => err.context(format!(
             "{} {what} rejected the rules at {line}",
             exes.family.tool()
@@ -213,22 +300,22 @@ fn restore_error(exes: &Executables, what: &str, err: anyhow::Error, input: &str
     }
 }
 
-/// `restore --test --noflush`: validates the input without changing anything.
-pub fn test_input(exes: &Executables, opts: &RestoreOptions, input: &str) -> anyhow::Result<()> {
-    restore_cmd(exes, opts, &["--test", "--noflush"])
-        .stdin(input)
-        .run()
-        .map(|_| ())
-        .map_err(|e| restore_error(exes, "validation (iptables-restore --test)", e, input))
-}
-
-/// `restore --noflush` with retries.
-pub fn apply_input(exes: &Executables, opts: &RestoreOptions, input: &str) -> anyhow::Result<()> {
+/// Runs one restore with the configured retries. `retry` decides whether a
+/// failure is worth another attempt; a process killed at its time limit
+/// never is, and no attempt starts once the run's deadline has passed.
+fn with_retries(
+    exes: &Executables,
+    opts: &RestoreOptions,
+    flags: &[&str],
+    input: &str,
+    step: &str,
+    retry: impl Fn(&anyhow::Error) -> bool,
+) -> anyhow::Result<()> {
     let attempts = opts.retries + 1;
     let tool = exes.family.tool();
     let mut last = None;
     for i in 1..=attempts {
-        let cmd = restore_cmd(exes, opts, &["--noflush"]).stdin(input);
+        let cmd = restore_cmd(exes, opts, flags).stdin(input);
         let tag = if attempts > 1 {
             format!("[{tool}] [{i}/{attempts}]")
         } else {
@@ -240,63 +327,69 @@ pub fn apply_input(exes: &Executables, opts: &RestoreOptions, input: &str) -> an
         match cmd.run() {
             Ok(_) => return Ok(()),
             Err(e) => {
-                crate::ui::info(format!("{tag} restoring failed: {e}"));
+                crate::ui::info(format!("{tag} {step} failed: {e:#}"));
+                let again = i < attempts
+                    && !exec::is_timeout(&e)
+                    && retry(&e)
+                    && exec::budget().is_none_or(|b| b.remaining() > opts.sleep);
                 last = Some(e);
-                if i < attempts {
-                    crate::ui::info(format!(
-                        "{tag} will try again in {}",
-                        humantime::format_duration(opts.sleep)
-                    ));
-                    std::thread::sleep(opts.sleep);
+                if !again {
+                    break;
                 }
+                crate::ui::info(format!(
+                    "{tag} will try again in {}",
+                    humantime::format_duration(opts.sleep)
+                ));
+                std::thread::sleep(opts.sleep);
             }
         }
     }
-    Err(restore_error(
-        exes,
-        "iptables-restore",
-        last.expect("at least one attempt"),
-        input,
-    ))
+    Err(last.expect("at least one attempt"))
 }
 
-/// Puts the touched tables back as they were in `before` (counters too). A
-/// table that did not exist is emptied, and removed where the backend allows.
-pub fn restore_snapshot(
-    exes: &Executables,
-    opts: &RestoreOptions,
-    before: &Saved,
-    tables: &BTreeSet<TableName>,
-) -> anyhow::Result<()> {
-    let mut input = String::new();
-    let mut absent = Vec::new();
-    for t in tables {
-        match before.table(*t) {
-            Some(st) => input.push_str(&st.restore_block()),
-            None => {
-                input.push_str(&format!("*{}\n", t.as_str()));
-                for c in t.builtin_chains() {
-                    input.push_str(&format!(":{c} ACCEPT [0:0]\n"));
-                }
-                input.push_str("COMMIT\n");
-                absent.push(*t);
-            }
-        }
-    }
-    if input.is_empty() {
-        return Ok(());
-    }
-    restore_cmd(exes, opts, &["--counters"])
-        .stdin(input.clone())
+/// Whether restore exited with status 2, iptables' "parameter problem": a
+/// usage error, which no retry changes.
+fn parameter_problem(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<crate::host::exec::CommandError>()
+        .is_some_and(|c| c.status == "exit status 2")
+}
+
+/// `restore --test --noflush`: validates the input without changing
+/// anything. Retried like the apply (the legacy xtables lock may be held by
+/// another program, exit status 4), except when restore rejected a rule or
+/// its arguments: that will not change.
+pub fn test_input(exes: &Executables, opts: &RestoreOptions, input: &str) -> anyhow::Result<()> {
+    with_retries(
+        exes,
+        opts,
+        &["--test", "--noflush"],
+        input,
+        "checking",
+        |e| offending_line(&stderr_of(e), input).is_none() && !parameter_problem(e),
+    )
+    .map_err(|e| restore_error(exes, "validation (iptables-restore --test)", e, input))
+}
+
+/// `restore --noflush` with retries.
+pub fn apply_input(exes: &Executables, opts: &RestoreOptions, input: &str) -> anyhow::Result<()> {
+    with_retries(exes, opts, &["--noflush"], input, "restoring", |_| true)
+        .map_err(|e| restore_error(exes, "iptables-restore", e, input))
+}
+
+/// Runs a prepared input once more without retries (rollback, which must
+/// not wait long: the run has already failed).
+pub fn apply_once(exes: &Executables, opts: &RestoreOptions, input: &str) -> anyhow::Result<()> {
+    // Legacy gets --counters from restore_cmd.
+    let flags: &[&str] = if exes.mode == Mode::Legacy {
+        &["--noflush"]
+    } else {
+        &["--noflush", "--counters"]
+    };
+    restore_cmd(exes, opts, flags)
+        .stdin(input)
         .run()
-        .map_err(|e| restore_error(exes, "rollback", e, &input))?;
-    if !absent.is_empty() && exes.mode == Mode::Nft {
-        let (_, now) = exes.save_all()?;
-        for t in absent {
-            let _ = delete_table_if_pristine(exes, t, &now);
-        }
-    }
-    Ok(())
+        .map(|_| ())
+        .map_err(|e| restore_error(exes, "rollback", e, input))
 }
 
 /// Removes a table iptables-nft created, when `current` (a fresh save)
@@ -316,10 +409,7 @@ pub fn delete_table_if_pristine(
     if !current.table(table).is_some_and(SavedTable::is_pristine) {
         return Ok(false);
     }
-    let family = match exes.family {
-        Family::Ipv4 => "ip",
-        Family::Ipv6 => "ip6",
-    };
+    let family = nft_family(exes.family);
     Cmd::new(nft)
         .args(["delete", "table", family, table.as_str()])
         .run()
@@ -327,231 +417,112 @@ pub fn delete_table_if_pristine(
     Ok(true)
 }
 
-/// Whether an iptables-save line is the planned rule.
-pub fn line_matches(rule: &Rule, spec: &str, comments: bool) -> bool {
-    let target_ok = match &rule.target {
-        Target::Return => spec.ends_with("-j RETURN"),
-        Target::Drop => spec.ends_with("-j DROP"),
-        Target::Chain(c) => spec.ends_with(&format!("-j {c}")),
-        Target::Redirect(p) => spec.ends_with(&format!("-j REDIRECT --to-ports {p}")),
-        Target::CtZone(z) => spec.ends_with(&format!("-j CT --zone {z}")),
-        Target::Log { level, .. } => {
-            spec.contains("-j LOG") && spec.ends_with(&format!("--log-level {level}"))
-        }
-    };
-    if !target_ok {
-        return false;
-    }
-    if comments && !rule.comment.is_empty() {
-        spec.contains(&format!(
-            "--comment {}",
-            go_quote(&comment_text(&rule.comment))
-        ))
-    } else {
-        true
+/// The nft family name of an iptables family.
+fn nft_family(family: Family) -> &'static str {
+    match family {
+        Family::Ipv4 => "ip",
+        Family::Ipv6 => "ip6",
     }
 }
 
-/// Checks the state after applying `plan` on top of `before` (our old rules
-/// `owned` removed): our rules where the plan put them, every other rule and
-/// chain as before. Returns what the receipt records, or every difference.
-pub fn verify(
+/// The base chains nft has in `exes`'s family, as (table, chain); `None`
+/// when that cannot be known (legacy, where built-in chains always exist,
+/// or no `nft` program). `iptables-nft-save` prints every built-in chain of
+/// a table whether nft has it or not, so it cannot tell.
+pub fn nft_base_chains(
+    exes: &Executables,
+) -> anyhow::Result<Option<BTreeSet<(TableName, String)>>> {
+    if exes.mode != Mode::Nft {
+        return Ok(None);
+    }
+    let Ok(nft) = which::which("nft") else {
+        return Ok(None);
+    };
+    let out = Cmd::new(nft)
+        .args(["-j", "list", "chains", nft_family(exes.family)])
+        .run()?;
+    let json: serde_json::Value =
+        serde_json::from_str(&out.stdout).context("reading `nft -j list chains`")?;
+    let mut chains = BTreeSet::new();
+    for item in json["nftables"].as_array().into_iter().flatten() {
+        let c = &item["chain"];
+        if c["hook"].is_string()
+            && let (Some(t), Some(n)) = (c["table"].as_str(), c["name"].as_str())
+            && let Some(table) = TableName::parse(t)
+        {
+            chains.insert((table, n.to_string()));
+        }
+    }
+    Ok(Some(chains))
+}
+
+/// Built-in chains `plan` writes rules into that nft does not have yet in
+/// tables that exist (the install creates them): what the receipt records as
+/// `builtin_created`. Asks nft only when there is such a candidate.
+pub fn base_chains_to_create(
+    exes: &Executables,
     plan: &FamilyRules,
     before: &Saved,
-    owned: &Owned,
-    after: &Saved,
-) -> Result<Vec<TableReceipt>, Vec<String>> {
-    let mut problems = Vec::new();
-    let mut receipts = Vec::new();
-    let tool = plan.family.tool();
-    let owned_specs: HashSet<(TableName, &str)> = owned
-        .rules
-        .iter()
-        .map(|(t, l)| (*t, l.spec.as_str()))
-        .collect();
-    for table in TableName::ALL {
-        let planned = plan.table(table).filter(|t| !t.is_empty());
-        let b = before.table(table);
-        let a = after.table(table);
-        let mut rec = TableReceipt {
-            table,
-            created: b.is_none() && a.is_some(),
-            chains: Vec::new(),
-            rules: Vec::new(),
-        };
-        // Chains: foreign ones unchanged (a new table brings its built-in
-        // chains), ours as planned.
-        let foreign = |st: Option<&SavedTable>| -> BTreeSet<String> {
-            st.map(|t| {
-                t.chains
-                    .iter()
-                    .filter(|c| {
-                        !owned.owns_chain(table, &c.name) && !is_planned_chain(planned, &c.name)
-                    })
-                    .map(|c| c.name.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
-        };
-        let (fb, fa) = (foreign(b), foreign(a));
-        let vanished: Vec<&String> = fb.difference(&fa).collect();
-        let appeared: Vec<&String> = fa
-            .difference(&fb)
-            .filter(|c| b.is_some() || !table.builtin_chains().contains(&c.as_str()))
-            .collect();
-        if !vanished.is_empty() || !appeared.is_empty() {
-            problems.push(format!(
-                "[{tool}] {}: other chains changed (gone: {vanished:?}, new: {appeared:?})",
-                table.as_str()
-            ));
-        }
-        if let Some(t) = planned {
-            for c in t.custom_chains() {
-                if !a.is_some_and(|st| st.has_chain(&c.name)) {
-                    problems.push(format!(
-                        "[{tool}] {}: chain {} is missing after apply",
-                        table.as_str(),
-                        c.name
-                    ));
-                }
-                rec.chains.push(c.name.clone());
-            }
-        }
-        for (t, c) in &owned.chains {
-            if *t == table && !is_planned_chain(planned, c) && a.is_some_and(|st| st.has_chain(c)) {
-                problems.push(format!(
-                    "[{tool}] {}: old chain {c} is still there",
-                    table.as_str()
-                ));
-            }
-        }
-        // Rules, chain by chain.
-        let mut chain_names: Vec<String> = Vec::new();
-        for st in [b, a].into_iter().flatten() {
-            for c in &st.chains {
-                if !chain_names.contains(&c.name) {
-                    chain_names.push(c.name.clone());
-                }
-            }
-        }
-        if let Some(t) = planned {
-            for c in &t.chains {
-                if !c.rules.is_empty() && !chain_names.contains(&c.name) {
-                    chain_names.push(c.name.clone());
-                }
-            }
-        }
-        for name in chain_names {
-            let before_foreign: Vec<&str> = b
-                .map(|st| {
-                    st.chain_rules(&name)
-                        .filter(|r| {
-                            !owned.owns_chain(table, &name)
-                                && !owned_specs.contains(&(table, r.spec.as_str()))
-                        })
-                        .map(|r| r.spec.as_str())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let after_lines: Vec<&str> = a
-                .map(|st| st.chain_rules(&name).map(|r| r.spec.as_str()).collect())
-                .unwrap_or_default();
-            let planned_chain = planned.and_then(|t| t.chains.iter().find(|c| c.name == name));
-            let ours = planned_chain.map(|c| c.final_order()).unwrap_or_default();
-            let inserted = planned_chain.map(|c| c.inserted()).unwrap_or(0);
-            let appended = ours.len() - inserted;
-            let expected_len = before_foreign.len() + ours.len();
-            if after_lines.len() != expected_len {
-                problems.push(format!(
-                    "[{tool}] {}/{name}: {} rules after apply, expected {} ({} of ours, {} others)",
-                    table.as_str(),
-                    after_lines.len(),
-                    expected_len,
-                    ours.len(),
-                    before_foreign.len()
-                ));
-                continue;
-            }
-            let middle = &after_lines[inserted..after_lines.len() - appended];
-            if middle != before_foreign.as_slice() {
-                problems.push(format!(
-                    "[{tool}] {}/{name}: other rules changed or moved",
-                    table.as_str()
-                ));
-            }
-            for (i, rule) in ours.iter().enumerate() {
-                let idx = if i < inserted {
-                    i
-                } else {
-                    after_lines.len() - appended + (i - inserted)
-                };
-                let line = after_lines[idx];
-                if !line_matches(rule, line, plan.comments) {
-                    problems.push(format!(
-                        "[{tool}] {}/{name}: position {} holds '{line}', expected the rule '{}'",
-                        table.as_str(),
-                        idx + 1,
-                        rule_line(&name, rule, plan.comments, Style::default())
-                    ));
-                    continue;
-                }
-                rec.rules.push(SavedRule {
-                    chain: name.clone(),
-                    line: line.to_string(),
-                    inserted: matches!(rule.position, Position::Insert(_)),
-                });
-            }
-        }
-        if rec.created || !rec.chains.is_empty() || !rec.rules.is_empty() {
-            receipts.push(rec);
-        }
-    }
-    if problems.is_empty() {
-        Ok(receipts)
-    } else {
-        Err(problems)
-    }
-}
-
-fn is_planned_chain(planned: Option<&crate::model::Table>, name: &str) -> bool {
-    planned.is_some_and(|t| t.custom_chains().any(|c| c.name == name))
-}
-
-/// True when the current rules still hold exactly what the receipt recorded:
-/// our lines in each chain, inserted ones at the top, and our chains.
-pub fn matches_receipt(tables: &[TableReceipt], current: &Saved) -> bool {
-    for tr in tables {
-        let Some(st) = current.table(tr.table) else {
-            return false;
-        };
-        for c in &tr.chains {
-            if !st.has_chain(c) {
-                return false;
-            }
-        }
-        let mut chains: Vec<&str> = tr.rules.iter().map(|r| r.chain.as_str()).collect();
-        chains.dedup();
-        for chain in chains {
-            let want: Vec<&SavedRule> = tr.rules.iter().filter(|r| r.chain == chain).collect();
-            let lines: Vec<&str> = st.chain_rules(chain).map(|r| r.spec.as_str()).collect();
-            let ours_now: Vec<&str> = lines
+) -> anyhow::Result<Vec<(TableName, String)>> {
+    let candidates: Vec<(TableName, String)> = plan
+        .non_empty_tables()
+        .filter_map(|t| before.table(t.name).map(|st| (t, st)))
+        .flat_map(|(t, st)| {
+            t.chains
                 .iter()
-                .copied()
-                .filter(|l| {
-                    want.iter().any(|w| w.line == *l) || is_marked(l) || is_our_chain(chain)
+                .filter(|c| {
+                    !c.custom && !c.rules.is_empty() && st.chain_rules(&c.name).next().is_none()
                 })
-                .collect();
-            let want_lines: Vec<&str> = want.iter().map(|w| w.line.as_str()).collect();
-            if ours_now != want_lines {
-                return false;
-            }
-            let top = want.iter().filter(|w| w.inserted).count();
-            if lines.len() < top || lines[..top] != want_lines[..top] {
-                return false;
-            }
-        }
+                .map(move |c| (t.name, c.name.clone()))
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(Vec::new());
     }
-    true
+    let Some(existing) = nft_base_chains(exes)? else {
+        return Ok(Vec::new());
+    };
+    Ok(candidates
+        .into_iter()
+        .filter(|c| !existing.contains(c))
+        .collect())
+}
+
+/// Removes a built-in chain an install made nft create, when `current` (a
+/// fresh save) shows it empty with policy ACCEPT. Returns whether it went.
+pub fn delete_base_chain_if_pristine(
+    exes: &Executables,
+    table: TableName,
+    chain: &str,
+    current: &Saved,
+) -> anyhow::Result<bool> {
+    if exes.mode != Mode::Nft {
+        return Ok(false);
+    }
+    let Ok(nft) = which::which("nft") else {
+        return Ok(false);
+    };
+    let Some(st) = current.table(table) else {
+        return Ok(false);
+    };
+    let accept = st
+        .chains
+        .iter()
+        .any(|c| c.name == chain && c.policy == "ACCEPT");
+    if !accept || st.chain_rules(chain).next().is_some() {
+        return Ok(false);
+    }
+    let family = nft_family(exes.family);
+    Cmd::new(nft)
+        .args(["delete", "chain", family, table.as_str(), chain])
+        .run()
+        .with_context(|| {
+            format!(
+                "removing the empty {family} {} chain {chain}",
+                table.as_str()
+            )
+        })?;
+    Ok(true)
 }
 
 /// The non-verbose restore text of a plan (what the receipt compares).

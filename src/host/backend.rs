@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
+
 use crate::error::UsageError;
 use crate::host::exec::Cmd;
 use crate::host::receipt::{ExecutablePaths, Mode};
@@ -68,10 +70,12 @@ impl Executables {
         )
     }
 
-    /// `<save> -c`: every table with counters.
+    /// `<save> -c`: every table with counters. Output that is not a
+    /// complete save is an error (see [`Saved::parse_checked`]).
     pub fn save_all(&self) -> anyhow::Result<(String, Saved)> {
         let out = Cmd::new(&self.save).arg("-c").run()?;
-        let saved = Saved::parse(&out.stdout);
+        let saved = Saved::parse_checked(&out.stdout)
+            .with_context(|| format!("reading the rules with {} -c", self.save.display()))?;
         Ok((out.stdout, saved))
     }
 }
@@ -357,13 +361,22 @@ pub struct Selection {
     pub v6: Option<Probed>,
 }
 
+/// A previous install's backend, and how to tell whether it still holds
+/// that install's rules.
+pub struct Preference<'a> {
+    pub mode: Mode,
+    pub holds_ours: &'a (dyn Fn(&Saved) -> bool + Sync),
+}
+
 /// Picks the backend (reference §3.2): configured executables win; otherwise
 /// nft and legacy are both looked at, and `prefer` (the mode of a previous
-/// install's receipt) wins when it works. IPv6 uses the mode chosen for IPv4.
+/// install's receipt) wins when it works and still holds rules of ours — a
+/// receipt whose backend holds none (the rules went with a reboot) does not
+/// decide, and a warning says so. IPv6 uses the mode chosen for IPv4.
 pub fn select(
     executables: &BTreeMap<String, String>,
     want_v6: bool,
-    prefer: Option<Mode>,
+    prefer: Option<Preference<'_>>,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Option<Selection>> {
     // Configured IPv6 executables do not depend on the IPv4 choice: look at
@@ -415,7 +428,7 @@ pub fn select(
 
 fn select_v4(
     executables: &BTreeMap<String, String>,
-    prefer: Option<Mode>,
+    prefer: Option<Preference<'_>>,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Option<Probed>> {
     match configured(Family::Ipv4, executables)? {
@@ -435,7 +448,7 @@ fn select_v4(
 
 fn auto_select(
     family: Family,
-    prefer: Option<Mode>,
+    prefer: Option<Preference<'_>>,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Option<Probed>> {
     let mut found: Vec<Probed> = Vec::new();
@@ -478,10 +491,20 @@ fn auto_select(
     if found.len() <= 1 {
         return Ok(found.pop());
     }
-    if let Some(m) = prefer
-        && let Some(p) = pick(m, &mut found)
-    {
-        return Ok(Some(p));
+    if let Some(pref) = prefer {
+        let holds = found
+            .iter()
+            .find(|p| p.exes.mode == pref.mode)
+            .map(|p| (pref.holds_ours)(&p.saved));
+        match holds {
+            Some(true) => return Ok(pick(pref.mode, &mut found)),
+            Some(false) => warnings.push(format!(
+                "[{}] the receipt names the {} backend, which holds none of its rules (were they lost in a reboot?); choosing the backend again",
+                family.tool(),
+                pref.mode
+            )),
+            None => {}
+        }
     }
     let has = |m: Mode, found: &[Probed]| {
         found

@@ -2,12 +2,21 @@
 //! stdin, a time limit, and errors that report the command line, the exit
 //! status and the program's stderr. Every process started is counted so that
 //! benchmarks and `--verbose` can report how many an operation needed.
+//!
+//! Time limits. Each process has its own limit, and a command that changes
+//! the host (install, uninstall) sets a [`Budget`] first: a limit per process
+//! and a deadline for the whole command, both derived from `--wait` and the
+//! retry settings. A process still running at its limit is killed and the
+//! error says "timed out" with its command line. Children are started with
+//! `PR_SET_PDEATHSIG(SIGKILL)`, so an `iptables-restore` never outlives a
+//! tproxyctl that was killed (it would otherwise apply rules nobody records).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wait_timeout::ChildExt;
 
@@ -21,6 +30,92 @@ pub fn processes_started() -> usize {
 /// Default limit for one iptables process: a hung binary must not block an
 /// install forever (kumactl bounds the whole setup by 5 minutes).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a process may take beyond the xtables lock wait (`--wait`): reading
+/// or writing tens of thousands of rules takes about a second on an idle
+/// machine, so this leaves room for a loaded one while bounding a hung binary.
+pub const PROCESS_ALLOWANCE: Duration = Duration::from_secs(10);
+
+/// The time limits of the command being run.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Limit of any one process.
+    pub per_process: Duration,
+    /// When the whole command must be over; no process starts or runs past it.
+    pub deadline: Instant,
+}
+
+impl Budget {
+    /// The budget of an install or uninstall: each process gets `--wait`
+    /// plus [`PROCESS_ALLOWANCE`]; the command gets the lock wait, every
+    /// attempt of its retried steps (checking and applying) with the pauses
+    /// between them, and a few more processes (saving, reading back).
+    pub fn for_run(wait_secs: u32, retries: u32, sleep: Duration) -> Budget {
+        let per_process = Duration::from_secs(u64::from(wait_secs)) + PROCESS_ALLOWANCE;
+        let attempts = retries.saturating_add(1);
+        let retried = (per_process + sleep).saturating_mul(attempts.saturating_mul(2));
+        let total = Duration::from_secs(u64::from(wait_secs))
+            .saturating_add(retried)
+            .saturating_add(per_process.saturating_mul(4));
+        Budget {
+            per_process,
+            deadline: Instant::now() + total,
+        }
+    }
+
+    /// Time left until the deadline.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+static BUDGET: Mutex<Option<Budget>> = Mutex::new(None);
+
+/// Sets the budget every later process of this command is held to.
+pub fn set_budget(b: Budget) {
+    *BUDGET.lock().unwrap_or_else(|e| e.into_inner()) = Some(b);
+}
+
+/// The budget set by [`set_budget`], if any.
+pub fn budget() -> Option<Budget> {
+    *BUDGET.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether an error is a process that was killed at its time limit (such a
+/// step is not retried: a hung program does not get better).
+pub fn is_timeout(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+    })
+}
+
+/// Arms the child to be killed when we die (and, with `new_netns`, puts it
+/// into a new network namespace of its own).
+fn die_with_us(cmd: &mut Command, new_netns: bool) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: prctl(2), getppid(2) and unshare(2) are async-signal-safe and
+    // touch no memory of the parent; the closure runs in the child between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Killed with us: the signal is sent when the thread that
+            // started the child ends, and that thread waits for it.
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)?;
+            if nix::unistd::getppid().as_raw() as u32 != parent {
+                // We were killed before the signal was armed.
+                return Err(std::io::Error::other("parent exited"));
+            }
+            if new_netns {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)?;
+            }
+            Ok(())
+        });
+    }
+}
 
 /// What a finished process produced.
 #[derive(Debug, Clone)]
@@ -134,8 +229,27 @@ impl Cmd {
         parts.join(" ")
     }
 
+    /// The limit this run gets: its own, the budget's per-process limit and
+    /// what is left of the budget's deadline, whichever is smallest.
+    fn effective_timeout(&self) -> Duration {
+        match budget() {
+            Some(b) => self.timeout.min(b.per_process).min(b.remaining()),
+            None => self.timeout,
+        }
+    }
+
     /// Runs to completion and returns whatever it produced, success or not.
     pub fn output(&self) -> std::io::Result<Output> {
+        let timeout = self.effective_timeout();
+        if timeout.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "timed out: the command's time is used up (see --wait), {} was not started",
+                    self.display()
+                ),
+            ));
+        }
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .stdin(if self.stdin.is_some() {
@@ -150,17 +264,7 @@ impl Cmd {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        if self.new_netns {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: unshare(2) is async-signal-safe and touches no memory of
-            // the parent; the closure runs in the child between fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                        .map_err(std::io::Error::from)
-                });
-            }
-        }
+        die_with_us(&mut cmd, self.new_netns);
         if std::env::var_os("TPROXYCTL_TRACE_EXEC").is_some() {
             eprintln!("# [exec] {}", self.display());
         }
@@ -186,7 +290,7 @@ impl Cmd {
             let _ = err_pipe.read_to_end(&mut s);
             s
         });
-        let status = match child.wait_timeout(self.timeout)? {
+        let status = match child.wait_timeout(timeout)? {
             Some(s) => s,
             None => {
                 let _ = child.kill();
@@ -194,9 +298,11 @@ impl Cmd {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!(
-                        "{} did not finish within {}s and was killed",
+                        "timed out: {} did not finish within {} and was killed",
                         self.display(),
-                        self.timeout.as_secs()
+                        humantime::format_duration(Duration::from_millis(
+                            timeout.as_millis() as u64
+                        ))
                     ),
                 ));
             }
@@ -215,9 +321,14 @@ impl Cmd {
 
     /// Runs and requires exit status 0.
     pub fn run(&self) -> Result<Output, anyhow::Error> {
-        let out = self
-            .output()
-            .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", self.display()))?;
+        let out = self.output().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                // The message names the command already.
+                anyhow::Error::new(e)
+            } else {
+                anyhow::anyhow!("cannot run {}: {e}", self.display())
+            }
+        })?;
         if out.success() {
             Ok(out)
         } else {
@@ -260,11 +371,12 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
     fn a_new_network_namespace_has_only_loopback() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: creating a network namespace needs root");
-            return;
-        }
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "creating a network namespace needs root (this test is compiled in where build.rs found root)"
+        );
         let out = Cmd::new("cat")
             .arg("/proc/net/dev")
             .in_new_netns()
@@ -282,6 +394,20 @@ mod tests {
             .timeout(Duration::from_millis(100))
             .run()
             .unwrap_err();
-        assert!(err.to_string().contains("did not finish"), "{err}");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("timed out") && msg.contains("sleep 5"),
+            "{msg}"
+        );
+        assert!(is_timeout(&err), "{msg}");
+    }
+
+    #[test]
+    fn a_run_budget_bounds_every_process() {
+        let b = Budget::for_run(1, 4, Duration::from_secs(2));
+        assert_eq!(b.per_process, Duration::from_secs(11));
+        // lock wait + 2 retried steps × 5 attempts × (11 s + 2 s) + 4 × 11 s
+        assert!(b.remaining() <= Duration::from_secs(1 + 130 + 44));
+        assert!(b.remaining() > Duration::from_secs(170));
     }
 }

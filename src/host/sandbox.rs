@@ -308,14 +308,15 @@ pub fn udp_responder(
 }
 
 /// Connects from `ns` as `uid` (optionally from `source`) and returns the
-/// line the server answered.
+/// line the server answered and the client's own address (what the
+/// listener's report names as the peer).
 pub fn tcp_probe(
     ns: &Netns,
     uid: u32,
     source: Option<IpAddr>,
     dst: SocketAddr,
-) -> anyhow::Result<String> {
-    ns.run_as(uid, move || -> anyhow::Result<String> {
+) -> anyhow::Result<(String, SocketAddr)> {
+    ns.run_as(uid, move || -> anyhow::Result<(String, SocketAddr)> {
         let fd = raw_socket(&dst, SockType::Stream)?;
         if let Some(src) = source {
             bind(&fd, SocketAddr::new(src, 0))?;
@@ -329,12 +330,13 @@ pub fn tcp_probe(
         socket::connect(fd.as_raw_fd(), &sa).with_context(|| format!("connecting to {dst}"))?;
         let mut s = TcpStream::from(fd);
         s.set_read_timeout(Some(IO_TIMEOUT))?;
+        let local = s.local_addr()?;
         writeln!(s, "probe")?;
         let mut answer = String::new();
         BufReader::new(&s)
             .read_line(&mut answer)
             .with_context(|| format!("reading from {dst}"))?;
-        Ok(answer.trim().to_string())
+        Ok((answer.trim().to_string(), local))
     })?
 }
 

@@ -72,6 +72,24 @@ impl SavedTable {
         self.rules.is_empty() && self.chains.iter().all(|c| c.policy == "ACCEPT")
     }
 
+    /// Declarations of the built-in chains with their policy and counters:
+    /// legacy `iptables-restore --noflush` resets a touched table's policy
+    /// counters unless they are declared (and `--counters` is given).
+    pub fn policy_lines(&self) -> String {
+        self.chains
+            .iter()
+            .filter(|c| c.builtin())
+            .map(|c| {
+                format!(
+                    ":{} {} {}\n",
+                    c.name,
+                    c.policy,
+                    c.counters.as_deref().unwrap_or("[0:0]")
+                )
+            })
+            .collect()
+    }
+
     /// The table as restore input, counters included when known.
     pub fn restore_block(&self) -> String {
         let mut out = format!("*{}\n", self.name);
@@ -101,6 +119,48 @@ pub struct Saved {
 }
 
 impl Saved {
+    /// [`Saved::parse`] for output the program must have printed in full:
+    /// anything that is not a table header, chain declaration, rule or
+    /// `COMMIT`, or a table left open, is an error rather than something to
+    /// skip — a save that prints garbage must never become a "before" state.
+    pub fn parse_checked(text: &str) -> anyhow::Result<Saved> {
+        let mut open = false;
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.trim_end();
+            let ok = if line.is_empty() || line.starts_with('#') {
+                true
+            } else if line.starts_with('*') {
+                let was = open;
+                open = true;
+                !was
+            } else if line == "COMMIT" {
+                let was = open;
+                open = false;
+                was
+            } else if line.starts_with(':') {
+                open && line.split_whitespace().count() >= 2
+            } else {
+                let spec = if line.starts_with('[') {
+                    line.split_once("] ").map(|(_, r)| r).unwrap_or("")
+                } else {
+                    line
+                };
+                open && spec.starts_with("-A ") && spec.split_whitespace().count() >= 2
+            };
+            if !ok {
+                anyhow::bail!(
+                    "unexpected iptables-save output at line {}: {:?}",
+                    n + 1,
+                    line.chars().take(200).collect::<String>()
+                );
+            }
+        }
+        if open {
+            anyhow::bail!("iptables-save output ends inside a table (no COMMIT): it was cut short");
+        }
+        Ok(Saved::parse(text))
+    }
+
     pub fn parse(text: &str) -> Saved {
         let mut tables = Vec::new();
         let mut current: Option<SavedTable> = None;
@@ -257,6 +317,24 @@ COMMIT
             nat.clone(),
             "restore_block round-trips"
         );
+    }
+
+    #[test]
+    fn garbage_or_cut_short_save_output_is_an_error() {
+        assert!(Saved::parse_checked(SAMPLE).is_ok());
+        assert!(
+            Saved::parse_checked("").is_ok(),
+            "an empty namespace prints nothing"
+        );
+        assert!(Saved::parse_checked("Segmentation fault\n").is_err());
+        assert!(Saved::parse_checked("*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -j RETURN\n").is_err());
+        assert!(Saved::parse_checked("*nat\n-X OUTPUT\nCOMMIT\n").is_err());
+        let nat = Saved::parse(SAMPLE).tables[0].clone();
+        assert!(
+            nat.policy_lines()
+                .starts_with(":PREROUTING ACCEPT [1:60]\n")
+        );
+        assert!(!nat.policy_lines().contains("CUSTOM_CHAIN"));
     }
 
     #[test]

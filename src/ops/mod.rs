@@ -4,6 +4,9 @@
 
 pub mod common;
 pub mod completion;
+pub mod ebpf;
+pub mod ebpf_verify;
+pub mod from_receipt;
 pub mod generate;
 pub mod install;
 pub mod status;
@@ -19,6 +22,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Install(InstallCommand::TransparentProxy(a)) => install::run(&a),
         Command::Install(InstallCommand::TransparentProxyValidator(a)) => validator::run(&a),
         Command::Uninstall(UninstallCommand::TransparentProxy(a)) => uninstall::run(&a),
+        Command::Uninstall(UninstallCommand::Ebpf(a)) => uninstall::run(&ebpf::uninstall_args(&a)),
         Command::Verify(a) => verify::run(&a),
         Command::Status(a) => status::run(&a),
         Command::Generate(GenerateCommand::Dataplane(a)) => generate::run(&a),

@@ -15,13 +15,15 @@ use serde::Serialize;
 use crate::Exit;
 use crate::cli::{OutputFormat, StatusArgs};
 use crate::host::backend::{self, Executables};
-use crate::host::receipt::{self, FamilyReceipt, Mode, Receipt};
+use crate::host::receipt::{self, FamilyReceipt, Loaded, Mode};
 use crate::host::save::{Saved, is_marked, is_our_chain};
-use crate::host::{apply, netif, resolv};
+use crate::host::{netif, readback, resolv};
 use crate::model::{Family, TableName};
+use crate::render::json::{schema_version, write_document};
 
 #[derive(Debug, Serialize)]
-struct RuleStatus {
+#[serde(rename_all = "camelCase")]
+pub struct RuleStatus {
     table: TableName,
     chain: String,
     rule: String,
@@ -31,17 +33,21 @@ struct RuleStatus {
 }
 
 #[derive(Debug, Serialize)]
-struct FamilyStatus {
+#[serde(rename_all = "camelCase")]
+pub struct FamilyStatus {
     family: Family,
-    mode: Mode,
+    backend: Mode,
     executables: crate::host::receipt::ExecutablePaths,
-    in_place: bool,
+    pub in_place: bool,
     rules: Vec<RuleStatus>,
     /// Rules of ours (by comment or chain) the receipt does not list.
     unexpected: Vec<String>,
+    /// Every difference from the receipt, named (empty: in place).
+    pub drift: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct DnsStatus {
     resolv_conf: String,
     servers_at_install: Vec<IpAddr>,
@@ -49,15 +55,33 @@ struct DnsStatus {
     changed: bool,
 }
 
+/// A redirect port and whether something listens on it (TCP).
 #[derive(Debug, Serialize)]
-struct PortStatus {
-    name: &'static str,
-    port: u16,
-    listening: bool,
+#[serde(rename_all = "camelCase")]
+pub struct PortStatus {
+    /// `outbound`, `inbound` or `dns`.
+    pub name: &'static str,
+    pub port: u16,
+    pub listening: bool,
 }
 
+impl PortStatus {
+    pub fn probe(name: &'static str, port: u16) -> PortStatus {
+        PortStatus {
+            name,
+            port,
+            listening: crate::host::tcp_listening(port),
+        }
+    }
+}
+
+/// `status --output json` of the iptables mode (and of no install).
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Report {
+    schema_version: u32,
+    /// `iptables`; `null` when nothing is installed.
+    mode: Option<&'static str>,
     installed: bool,
     receipt: String,
     tool: Option<String>,
@@ -83,7 +107,9 @@ fn counters(c: Option<&str>) -> (Option<u64>, Option<u64>) {
     )
 }
 
-fn family_status(f: &FamilyReceipt, saved: &Saved) -> FamilyStatus {
+/// How the live rules of one family compare with its receipt: each rule
+/// with its counters, and every difference named ([`readback::drift`]).
+pub fn family_status(f: &FamilyReceipt, saved: &Saved) -> FamilyStatus {
     let mut rules = Vec::new();
     let mut listed: HashSet<(TableName, &str)> = HashSet::new();
     for t in &f.tables {
@@ -118,14 +144,15 @@ fn family_status(f: &FamilyReceipt, saved: &Saved) -> FamilyStatus {
             }
         }
     }
-    let in_place = apply::matches_receipt(&f.tables, saved) && unexpected.is_empty();
+    let drift = readback::drift(&f.tables, saved);
     FamilyStatus {
         family: f.family,
-        mode: f.mode,
+        backend: f.mode,
         executables: f.executables.clone(),
-        in_place,
+        in_place: drift.is_empty() && unexpected.is_empty(),
         rules,
         unexpected,
+        drift,
     }
 }
 
@@ -152,23 +179,30 @@ fn unowned_rules() -> Vec<String> {
     out
 }
 
-fn report(
-    args: &StatusArgs,
-    rec: Option<&Receipt>,
-    path: &std::path::Path,
-) -> anyhow::Result<Report> {
+fn report(args: &StatusArgs, loaded: &Loaded, path: &std::path::Path) -> anyhow::Result<Report> {
     let mut problems = Vec::new();
-    let Some(r) = rec else {
+    if let Loaded::Unreadable(why) = loaded {
+        problems.push(format!(
+            "the receipt {} cannot be used ({why}); the rules below were found by their comments and chain names; `tproxyctl uninstall transparent-proxy` removes them, `install` replaces the receipt",
+            path.display()
+        ));
+    }
+    if let Some(note) = loaded.receipt().and_then(|r| r.pending_note(path)) {
+        problems.push(format!("{note}; run install or uninstall again to finish"));
+    }
+    let Some(r) = loaded.receipt() else {
         let unowned = unowned_rules();
         if unowned.is_empty() {
             problems.push("transparent proxy rules are not installed".to_string());
-        } else {
+        } else if matches!(loaded, Loaded::Missing) {
             problems.push(format!(
                 "{} transparent proxy rule(s) are installed without a tproxyctl receipt (kumactl?); `tproxyctl uninstall transparent-proxy` removes them",
                 unowned.len()
             ));
         }
         return Ok(Report {
+            schema_version: schema_version::STATUS,
+            mode: None,
             installed: false,
             receipt: path.display().to_string(),
             tool: None,
@@ -190,11 +224,12 @@ fn report(
                 let fs = family_status(f, &saved);
                 if !fs.in_place {
                     problems.push(format!(
-                        "[{}] the live rules drifted from the receipt: {} of {} rules missing, {} unexpected",
+                        "[{}] the live rules drifted from the receipt: {} of {} rules missing, {} unexpected: {}",
                         f.family.tool(),
                         fs.rules.iter().filter(|r| !r.present).count(),
                         fs.rules.len(),
-                        fs.unexpected.len()
+                        fs.unexpected.len(),
+                        fs.drift.join("; ")
                     ));
                 }
                 families.push(fs);
@@ -240,11 +275,7 @@ fn report(
     }
     let ports: Vec<PortStatus> = ports
         .into_iter()
-        .map(|(name, port)| PortStatus {
-            name,
-            port,
-            listening: crate::host::tcp_listening(port),
-        })
+        .map(|(name, port)| PortStatus::probe(name, port))
         .collect();
     let dataplane = match &args.dataplane {
         Some(p) => {
@@ -258,6 +289,8 @@ fn report(
         None => None,
     };
     Ok(Report {
+        schema_version: schema_version::STATUS,
+        mode: Some("iptables"),
         installed: true,
         receipt: path.display().to_string(),
         tool: Some(r.tool.clone()),
@@ -276,7 +309,10 @@ fn report(
 fn text(rep: &Report) -> String {
     let mut s = String::new();
     if !rep.installed {
-        s.push_str(&format!("not installed (no receipt at {})\n", rep.receipt));
+        s.push_str(&format!(
+            "not installed (no usable receipt at {})\n",
+            rep.receipt
+        ));
         for l in &rep.unowned {
             s.push_str(&format!("  found: {l}\n"));
         }
@@ -291,7 +327,7 @@ fn text(rep: &Report) -> String {
             s.push_str(&format!(
                 "{} ({}, {}): {} rules, {}\n",
                 f.family.title(),
-                f.mode,
+                f.backend,
                 f.executables.restore.display(),
                 f.rules.len(),
                 if f.in_place {
@@ -307,8 +343,8 @@ fn text(rep: &Report) -> String {
                 };
                 s.push_str(&format!("  {c}  {} {}\n", r.table.as_str(), r.rule));
             }
-            for u in &f.unexpected {
-                s.push_str(&format!("  unexpected  {u}\n"));
+            for d in &f.drift {
+                s.push_str(&format!("  DRIFT  {d}\n"));
             }
         }
         if let Some(v) = rep.ipv6_loopback {
@@ -346,14 +382,16 @@ fn text(rep: &Report) -> String {
 
 pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
     let path = receipt::path_or_default(args.receipt.receipt.as_deref());
-    let rec = receipt::load(&path)?;
-    let rep = report(args, rec.as_ref(), &path)?;
+    let loaded = receipt::read(&path)?;
+    if let Some(r) = loaded.receipt()
+        && r.ebpf.is_some()
+    {
+        return crate::ops::ebpf::status(r, &path, args.output);
+    }
+    let rep = report(args, &loaded, &path)?;
     let mut out = std::io::stdout().lock();
     match args.output {
-        OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &rep)?;
-            writeln!(out)?;
-        }
+        OutputFormat::Json => write_document(&mut out, &rep)?,
         OutputFormat::Text => out.write_all(text(&rep).as_bytes())?,
     }
     out.flush()?;

@@ -31,6 +31,11 @@ pub struct Settings {
 }
 
 fn settings(args: &ValidatorArgs) -> Result<Settings, UsageError> {
+    if args.config_file.is_some() {
+        ui::warn(
+            "--config-file is kumactl's root flag for its own configuration; the validator ignores it, as kumactl's does",
+        );
+    }
     if !args.transparent_proxy_config.is_empty() {
         // A kuma-dp style config overrides both flags (reference §5).
         let tp = TpFlags {

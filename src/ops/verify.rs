@@ -1,14 +1,23 @@
-//! `tproxyctl verify`: proves, end to end, that the installed rules do what
-//! they should. The receipt's rules are applied, with the same backend, to a
-//! throwaway pair of network namespaces (the host's own traffic is never
-//! touched), and real connections check each property: outbound TCP reaches
-//! the outbound port with its original destination, inbound reaches the
-//! inbound port, UDP DNS reaches the DNS port, TCP DNS bypasses the mesh,
-//! every exclusion bypasses, the kuma-dp user is not redirected, and its
-//! loopback hairpin goes through the inbound port. Exit 0 only when all hold.
+//! `tproxyctl verify`: proves that the installed rules are in place and do
+//! what they should, in two parts.
+//!
+//! 1. **Live rules**: every family's rules on the host, read with the
+//!    receipt's executables, equal the receipt's — any missing, unexpected
+//!    or moved rule of ours fails, named (the comparison `status` makes,
+//!    [`crate::host::readback::drift`]); `::6` is there when IPv6 is.
+//! 2. **Behaviour**: the receipt's rules are applied, with the same backend,
+//!    to a throwaway pair of network namespaces (the host's own traffic is
+//!    never touched), and real connections check each property: outbound TCP
+//!    reaches the outbound port with its original destination, inbound
+//!    reaches the inbound port, UDP DNS reaches the DNS port, TCP DNS
+//!    bypasses the mesh, every exclusion bypasses, the kuma-dp user is not
+//!    redirected, and its loopback hairpin goes through the inbound port.
+//!
+//! The report says which part failed; exit 0 only when both hold.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -21,22 +30,84 @@ use crate::config::{Config, IpMatch, PortRange, Proto};
 use crate::host::receipt::{self, Receipt};
 use crate::host::sandbox::{self, Bench, Seen};
 use crate::model::Family;
+use crate::render::json::{schema_version, write_document};
 
+/// Which part of the verification a check belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Part {
+    /// The live rules against the receipt.
+    Live,
+    /// The rules' behaviour in a throwaway namespace.
+    Behaviour,
+}
+
+/// One check (the eBPF mode's verify makes the same).
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Check {
-    pub family: Family,
+    pub part: Part,
+    /// `None`: not about one family.
+    pub family: Option<Family>,
     pub check: String,
     pub pass: bool,
     pub detail: String,
 }
 
+/// `verify --output json`, both modes.
 #[derive(Debug, Serialize)]
-struct Report {
-    receipt: String,
-    checks: Vec<Check>,
-    passed: usize,
-    failed: usize,
-    not_checked: Vec<String>,
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    schema_version: u32,
+    /// `iptables` or `ebpf`.
+    pub mode: &'static str,
+    pub receipt: String,
+    /// Part 1 held: what is installed (rules; programs and maps) is the receipt's.
+    pub live_in_place: bool,
+    /// Part 2 held: every behaviour check passed.
+    pub behaviour_proven: bool,
+    pub checks: Vec<Check>,
+    pub passed: usize,
+    pub failed: usize,
+    pub not_checked: Vec<String>,
+}
+
+impl Report {
+    pub fn new(mode: &'static str, receipt: &Path, checks: Vec<Check>) -> Report {
+        let failed = checks.iter().filter(|c| !c.pass).count();
+        let part_ok = |p: Part| checks.iter().filter(|c| c.part == p).all(|c| c.pass);
+        Report {
+            schema_version: schema_version::VERIFY,
+            mode,
+            receipt: receipt.display().to_string(),
+            live_in_place: part_ok(Part::Live),
+            behaviour_proven: part_ok(Part::Behaviour),
+            passed: checks.len() - failed,
+            failed,
+            checks,
+            not_checked: Vec::new(),
+        }
+    }
+
+    /// Writes the report as JSON, or as text with `text`; exit 0 only when
+    /// every check passed.
+    pub fn finish(
+        &self,
+        output: OutputFormat,
+        text: impl FnOnce(&mut dyn Write, &Report) -> std::io::Result<()>,
+    ) -> anyhow::Result<Exit> {
+        let mut out = std::io::stdout().lock();
+        match output {
+            OutputFormat::Json => write_document(&mut out, self)?,
+            OutputFormat::Text => text(&mut out, self)?,
+        }
+        out.flush()?;
+        Ok(if self.failed == 0 {
+            Exit::Success
+        } else {
+            Exit::Failure
+        })
+    }
 }
 
 const SUBNETS: [[u8; 3]; 4] = [
@@ -89,7 +160,7 @@ fn inside(m: &IpMatch) -> IpAddr {
 }
 
 /// A port neither excluded nor (when a list of included ports exists) left out.
-fn pick_port(include: &[u16], exclude: &[u16], from: u16) -> u16 {
+pub(crate) fn pick_port(include: &[u16], exclude: &[u16], from: u16) -> u16 {
     if let Some(p) = include.first() {
         return *p;
     }
@@ -111,20 +182,27 @@ impl Run<'_> {
             Err(d) => (false, d),
         };
         self.checks.push(Check {
-            family,
+            part: Part::Behaviour,
+            family: Some(family),
             check,
             pass,
             detail,
         });
     }
 
-    /// The next connection a listener reported.
-    fn next_seen(&self) -> Option<Seen> {
-        self.seen.recv_timeout(Duration::from_secs(3)).ok()
-    }
-
-    fn drain(&self) {
-        while self.seen.try_recv().is_ok() {}
+    /// What a listener reported about the connection from `client`. A
+    /// listener reports after it answered, so the report of an earlier
+    /// check can arrive late: reports of other connections are skipped.
+    fn seen_from(&self, client: SocketAddr) -> Option<Seen> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.seen.recv_timeout(left) {
+                Ok(s) if s.peer == client => return Some(s),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
     }
 
     /// A TCP probe that must end at `want` (a listener tag), and, when
@@ -138,7 +216,6 @@ impl Run<'_> {
             want,
             original,
         } = p;
-        self.drain();
         let ns = if from_peer {
             &self.bench.peer
         } else {
@@ -146,10 +223,12 @@ impl Run<'_> {
         };
         let result = match sandbox::tcp_probe(ns, uid, source, dst) {
             Err(e) => Err(format!("connection failed: {e:#}")),
-            Ok(got) if got != want => Err(format!("reached the {got} listener, expected {want}")),
-            Ok(got) => match original {
+            Ok((got, _)) if got != want => {
+                Err(format!("reached the {got} listener, expected {want}"))
+            }
+            Ok((got, client)) => match original {
                 None => Ok(format!("reached the {got} listener")),
-                Some(o) => match self.next_seen() {
+                Some(o) => match self.seen_from(client) {
                     Some(s) if s.original == Some(o) => Ok(format!(
                         "reached the {got} listener, original destination {o}"
                     )),
@@ -568,17 +647,86 @@ fn apply_receipt_rules(bench: &Bench, r: &Receipt) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Part 1: the live rules of every family against the receipt.
+fn live_checks(r: &Receipt, path: &std::path::Path) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for f in &r.families {
+        let exes = crate::host::backend::Executables::from_receipt(f);
+        let check = format!(
+            "{} live rules ({}, {}) are the receipt's",
+            f.family.title(),
+            f.mode,
+            f.executables.save.display()
+        );
+        let (pass, detail) = match exes.save_all() {
+            Err(e) => (false, format!("cannot read them: {e:#}")),
+            Ok((_, saved)) => {
+                let st = crate::ops::status::family_status(f, &saved);
+                if st.in_place {
+                    let n: usize = f.tables.iter().map(|t| t.rules.len()).sum();
+                    (
+                        true,
+                        format!("all {n} rules in place, nothing else of ours"),
+                    )
+                } else {
+                    (false, st.drift.join("; "))
+                }
+            }
+        };
+        checks.push(Check {
+            part: Part::Live,
+            family: Some(f.family),
+            check,
+            pass,
+            detail,
+        });
+        if f.family == Family::Ipv6 {
+            let there = crate::host::netif::has_passthrough_v6(&r.loopback);
+            checks.push(Check {
+                part: Part::Live,
+                family: Some(f.family),
+                check: format!("::6 is on {}", r.loopback),
+                pass: there,
+                detail: if there {
+                    "present".to_string()
+                } else {
+                    "missing: inbound passthrough from ::6 cannot work".to_string()
+                },
+            });
+        }
+    }
+    if let Some(note) = r.pending_note(path) {
+        checks.push(Check {
+            part: Part::Live,
+            family: None,
+            check: "no unfinished install or uninstall".to_string(),
+            pass: false,
+            detail: format!("{note}; run it again"),
+        });
+    }
+    checks
+}
+
 pub fn run(args: &VerifyArgs) -> anyhow::Result<Exit> {
     if !crate::host::is_root() {
         anyhow::bail!("verify builds throwaway network namespaces and needs root privileges");
     }
     let path = receipt::path_or_default(args.receipt.receipt.as_deref());
-    let Some(r) = receipt::load(&path)? else {
-        anyhow::bail!(
+    let r = match receipt::read(&path)? {
+        receipt::Loaded::Found(r) => *r,
+        receipt::Loaded::Missing => anyhow::bail!(
             "nothing to verify: no install receipt at {} (install with tproxyctl first, or pass --receipt)",
             path.display()
-        );
+        ),
+        receipt::Loaded::Unreadable(why) => anyhow::bail!(
+            "nothing to verify: the receipt {} cannot be used ({why}); `tproxyctl status` shows the rules found by their comments, `tproxyctl install transparent-proxy` writes a new receipt",
+            path.display()
+        ),
     };
+    if r.ebpf.is_some() {
+        return crate::ops::ebpf_verify::run(args, &r, &path);
+    }
+    let live = live_checks(&r, &path);
     let taken = named_networks(&r.config, &r.dns_servers);
     let subnet = SUBNETS
         .iter()
@@ -596,7 +744,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<Exit> {
     let mut run = Run {
         bench: &bench,
         seen: rx,
-        checks: Vec::new(),
+        checks: live,
     };
     for f in &r.families {
         check_family(&mut run, &r, f.family, remote4, remote6, &tx)
@@ -606,51 +754,47 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<Exit> {
     if !r.config.redirect.vnet.networks.is_empty() {
         not_checked.push("--vnet rules (they need container bridges)".to_string());
     }
-    let failed = run.checks.iter().filter(|c| !c.pass).count();
-    let report = Report {
-        receipt: path.display().to_string(),
-        passed: run.checks.len() - failed,
-        failed,
-        checks: run.checks,
-        not_checked,
-    };
-    let mut out = std::io::stdout().lock();
-    match args.output {
-        OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &report)?;
-            writeln!(out)?;
-        }
-        OutputFormat::Text => {
-            writeln!(
-                out,
-                "verifying the rules of {} in a throwaway network namespace",
+    let mut report = Report::new("iptables", &path, run.checks);
+    report.not_checked = not_checked;
+    report.finish(args.output, write_text)
+}
+
+fn write_text(out: &mut dyn Write, report: &Report) -> std::io::Result<()> {
+    let ok = |b: bool| if b { "OK" } else { "FAILED" };
+    for (part, title) in [
+        (
+            Part::Live,
+            format!(
+                "part 1: the live rules against the receipt {}",
                 report.receipt
-            )?;
-            for c in &report.checks {
-                writeln!(
-                    out,
-                    "{}  {}: {}",
-                    if c.pass { "PASS" } else { "FAIL" },
-                    c.check,
-                    c.detail
-                )?;
-            }
-            for n in &report.not_checked {
-                writeln!(out, "SKIP  {n}")?;
-            }
+            ),
+        ),
+        (
+            Part::Behaviour,
+            "part 2: the rules' behaviour, in a throwaway network namespace".to_string(),
+        ),
+    ] {
+        writeln!(out, "{title}")?;
+        for c in report.checks.iter().filter(|c| c.part == part) {
             writeln!(
                 out,
-                "{} checks: {} passed, {} failed",
-                report.checks.len(),
-                report.passed,
-                report.failed
+                "{}  {}: {}",
+                if c.pass { "PASS" } else { "FAIL" },
+                c.check,
+                c.detail
             )?;
         }
     }
-    out.flush()?;
-    Ok(if report.failed == 0 {
-        Exit::Success
-    } else {
-        Exit::Failure
-    })
+    for n in &report.not_checked {
+        writeln!(out, "SKIP  {n}")?;
+    }
+    writeln!(
+        out,
+        "{} checks: {} passed, {} failed (live rules: {}, behaviour: {})",
+        report.checks.len(),
+        report.passed,
+        report.failed,
+        ok(report.live_in_place),
+        ok(report.behaviour_proven)
+    )
 }

@@ -41,6 +41,7 @@ fn receipt(dir: &tempfile::TempDir) -> std::path::PathBuf {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn outbound_v4_and_v6_reach_the_destination_and_are_counted() {
     require_kernel!();
     let (p, _installed) = setup("out");
@@ -84,6 +85,7 @@ fn outbound_v4_and_v6_reach_the_destination_and_are_counted() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn inbound_traffic_reaches_the_application_from_127_0_0_6_and_6() {
     require_kernel!();
     let (p, _installed) = setup("in");
@@ -114,6 +116,7 @@ fn inbound_traffic_reaches_the_application_from_127_0_0_6_and_6() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn connection_over_the_limit_is_refused_and_counted() {
     require_kernel!();
     raise_nofile();
@@ -153,6 +156,7 @@ fn connection_over_the_limit_is_refused_and_counted() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn connect_timeout_against_a_destination_that_drops_syns() {
     require_kernel!();
     let (p, _installed) = setup("cto");
@@ -171,6 +175,7 @@ fn connect_timeout_against_a_destination_that_drops_syns() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn idle_timeout_closes_a_quiet_connection() {
     require_kernel!();
     let (p, _installed) = setup("idle");
@@ -189,6 +194,7 @@ fn idle_timeout_closes_a_quiet_connection() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn half_close_keeps_the_other_direction_flowing() {
     require_kernel!();
     let (p, _installed) = setup("half");
@@ -215,6 +221,7 @@ fn half_close_keeps_the_other_direction_flowing() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn a_large_transfer_arrives_intact() {
     require_kernel!();
     let (p, _installed) = setup("bulk");
@@ -258,6 +265,7 @@ fn a_large_transfer_arrives_intact() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn loop_guard_refuses_when_running_as_a_non_exempt_uid() {
     require_kernel!();
     let (p, _installed) = setup("loop");
@@ -285,6 +293,7 @@ fn loop_guard_refuses_when_running_as_a_non_exempt_uid() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn passthrough_policies_block_and_select_destinations() {
     require_kernel!();
     let (p, _installed) = setup("pass");
@@ -314,6 +323,7 @@ fn passthrough_policies_block_and_select_destinations() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn policy_thresholds_apply_to_the_cluster() {
     require_kernel!();
     let (p, _installed) = setup("thr");
@@ -334,6 +344,7 @@ fn policy_thresholds_apply_to_the_cluster() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn dns_proxy_forwards_to_resolv_conf_and_answers_servfail_when_upstreams_fail() {
     require_kernel!();
     use hickory_proto::op::ResponseCode;
@@ -369,6 +380,7 @@ fn dns_proxy_forwards_to_resolv_conf_and_answers_servfail_when_upstreams_fail() 
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn sigterm_stops_accepting_and_drains_open_connections() {
     require_kernel!();
     let (p, _installed) = setup("term");
@@ -406,6 +418,7 @@ fn sigterm_stops_accepting_and_drains_open_connections() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn a_taken_port_is_a_clear_error() {
     require_kernel!();
     let ns = Netns::new("busy");
@@ -418,6 +431,7 @@ fn a_taken_port_is_a_clear_error() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn a_receipt_exempting_another_uid_refuses_to_start() {
     require_kernel!();
     let ns = Netns::new("rcpt");
@@ -495,6 +509,7 @@ fn a_policy_modification_that_cannot_be_honoured_exits_2_naming_it() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn a_refused_connect_is_retried_then_counted_as_failed() {
     require_kernel!();
     let (p, _installed) = setup("ref");
@@ -512,6 +527,7 @@ fn a_refused_connect_is_retried_then_counted_as_failed() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn a_reset_on_one_side_resets_the_other() {
     require_kernel!();
     let (p, _installed) = setup("rst");
@@ -568,6 +584,7 @@ fn no_cluster(f: &Forwarder<'_>, cluster: &str) -> bool {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn a_mesh_destination_is_counted_under_its_service_cluster() {
     require_kernel!();
     let (p, _installed) = setup("mesh");
@@ -632,6 +649,7 @@ fn a_mesh_destination_is_counted_under_its_service_cluster() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn unreachable_services_are_non_mesh_and_blocked_when_passthrough_is_off() {
     require_kernel!();
     let (p, _installed) = setup("reach");
@@ -700,6 +718,7 @@ fn unreachable_services_are_non_mesh_and_blocked_when_passthrough_is_off() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn mesh_passthrough_none_blocks_non_mesh_but_not_mesh_traffic() {
     require_kernel!();
     let (p, _installed) = setup("mpn");
@@ -728,6 +747,7 @@ fn mesh_passthrough_none_blocks_non_mesh_but_not_mesh_traffic() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn an_inbound_of_this_proxy_is_delivered_to_its_service_address_and_port() {
     require_kernel!();
     let (p, _installed) = setup("svcp");
@@ -754,6 +774,7 @@ fn an_inbound_of_this_proxy_is_delivered_to_its_service_address_and_port() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn dns_answers_mesh_names_from_dataplanes_and_forwards_the_rest() {
     require_kernel!();
     use hickory_proto::op::ResponseCode;

@@ -42,6 +42,7 @@ fn big_mesh(dir: &std::path::Path, n: u8) -> std::path::PathBuf {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn glibc_lookups_get_their_answers_from_a_forwarder_started_with_user() {
     require_kernel!();
     for split in [true, false] {
@@ -158,6 +159,7 @@ fn udp_query_size(ns: &Netns, to: std::net::SocketAddr, edns: bool) -> Option<us
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn vnet_dns_starts_dual_stack_and_answers_only_what_the_rules_redirect() {
     require_kernel!();
     let p = Topology::new("vd");

@@ -48,6 +48,7 @@ const MESH_OFF: &str =
 const ONLY_B4_7000: &str = "type: MeshPassthrough\nname: only-b\nmesh: default\nspec:\n  targetRef:\n    kind: Mesh\n  default:\n    passthroughMode: Matched\n    appendMatch:\n      - type: CIDR\n        value: 10.77.0.2/32\n        port: 7000\n";
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn sighup_under_load_keeps_open_connections_and_switches_passthrough_off() {
     require_kernel!();
     let (p, _installed) = setup("hup");
@@ -212,6 +213,7 @@ fn print_config_shows_the_seeds_patches() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn config_endpoint_stats_gauges_and_head_ready() {
     require_kernel!();
     let (p, _installed) = setup("cfg");
@@ -237,7 +239,10 @@ fn config_endpoint_stats_gauges_and_head_ready() {
         r.starts_with("HTTP/1.1 200") && r.contains("application/json"),
         "{r}"
     );
-    let live: serde_json::Value = serde_json::from_str(&body(&r)).unwrap();
+    let live = crate::json_contract::document(
+        crate::json_contract::Doc::ForwarderConfig,
+        body(&r).as_bytes(),
+    );
     // The same document as --print-config with the same arguments.
     let printed = p.a.tproxyctl_ok(
         &[
@@ -310,6 +315,7 @@ fn config_endpoint_stats_gauges_and_head_ready() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn policies_of_another_mesh_change_nothing_and_mesh_passthrough_wins_in_either_order() {
     require_kernel!();
     let (p, _installed) = setup("kpol");
@@ -452,6 +458,7 @@ fn values_that_refuse_everything_are_errors_and_unmatched_ports_warn() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn connections_past_the_drain_deadline_are_reset_and_logged() {
     require_kernel!();
     let (p, _installed) = setup("dl");
@@ -507,6 +514,7 @@ fn connections_past_the_drain_deadline_are_reset_and_logged() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn a_client_that_gives_up_frees_its_pending_slot_at_once() {
     require_kernel!();
     let (p, _installed) = setup("gup");
@@ -578,6 +586,7 @@ fn a_client_that_gives_up_frees_its_pending_slot_at_once() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn a_client_gone_while_its_data_waits_for_an_upstream_that_never_reads_frees_both_sides() {
     require_kernel!();
     let (p, _installed) = setup("nrd");
@@ -663,6 +672,7 @@ fn a_client_gone_while_its_data_waits_for_an_upstream_that_never_reads_frees_bot
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn the_access_log_is_opened_as_the_user_and_no_capability_is_kept() {
     require_kernel!();
     let ns = Netns::new("alog");
@@ -743,6 +753,7 @@ fn echo_load(
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn after_an_overload_no_innocent_connection_is_reset() {
     require_kernel!();
     let (p, _installed) = setup("ovl");
@@ -801,6 +812,7 @@ fn after_an_overload_no_innocent_connection_is_reset() {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn under_a_bounding_set_without_setpcap_it_starts_and_says_what_stays() {
     require_kernel!();
     // As a systemd unit with CapabilityBoundingSet=CAP_SETUID CAP_SETGID

@@ -17,12 +17,12 @@ fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/dryrun")
 }
 
-struct Case {
-    name: String,
-    ipv6: bool,
-    setup: Vec<String>,
-    env: Vec<(String, String)>,
-    args: Vec<String>,
+pub(crate) struct Case {
+    pub name: String,
+    pub ipv6: bool,
+    pub setup: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
 }
 
 fn parse(name: &str, text: &str) -> Case {
@@ -52,6 +52,24 @@ fn parse(name: &str, text: &str) -> Case {
         }
     }
     c
+}
+
+/// Every golden case, sorted by name.
+pub(crate) fn cases() -> Vec<Case> {
+    let mut names: Vec<String> = std::fs::read_dir(dir())
+        .expect("golden dir")
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            (p.extension()? == "case")
+                .then(|| p.file_stem().map(|s| s.to_string_lossy().into_owned()))?
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 15, "golden cases missing: {names:?}");
+    names
+        .iter()
+        .map(|name| parse(name, &read_to_string(&dir().join(format!("{name}.case")))))
+        .collect()
 }
 
 fn run_case(c: &Case) -> String {
@@ -92,22 +110,13 @@ fn run_case(c: &Case) -> String {
 }
 
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn dry_run_goldens() {
     require_kernel!();
     let update = std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1");
-    let mut names: Vec<String> = std::fs::read_dir(dir())
-        .expect("golden dir")
-        .filter_map(|e| {
-            let p = e.ok()?.path();
-            (p.extension()? == "case")
-                .then(|| p.file_stem().map(|s| s.to_string_lossy().into_owned()))?
-        })
-        .collect();
-    names.sort();
-    assert!(names.len() >= 15, "golden cases missing: {names:?}");
     let mut failures = Vec::new();
-    for name in &names {
-        let case = parse(name, &read_to_string(&dir().join(format!("{name}.case"))));
+    for case in cases() {
+        let name = &case.name;
         let got = run_case(&case);
         let expected_path = dir().join(format!("{name}.txt"));
         if update {
@@ -124,7 +133,7 @@ fn dry_run_goldens() {
     }
     assert!(
         failures.is_empty(),
-        "{} golden(s) differ (UPDATE_GOLDEN=1 rewrites them):\n{}",
+        "{} golden(s) differ (UPDATE_GOLDEN=1 cargo test --test integration golden:: rewrites them):\n{}",
         failures.len(),
         failures.join("\n")
     );
@@ -133,6 +142,7 @@ fn dry_run_goldens() {
 /// The verbose and plain outputs are accepted by iptables-restore --test of
 /// both backends, as kumactl's are (reference §3.7).
 #[test]
+#[cfg_attr(not(kernel_tests), ignore = "kernel test: needs root (see build.rs)")]
 fn dry_run_output_is_valid_restore_input() {
     require_kernel!();
     let ns = Netns::new("valid");

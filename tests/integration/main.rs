@@ -3,10 +3,16 @@
 //! namespaces on both iptables backends and prove them with real traffic.
 
 mod common;
+mod cycle;
 
 mod cli;
+mod crashes;
 mod dataplane;
 mod dataplane_kuma;
+mod ebpf;
+mod ebpf_env;
+mod ebpf_loader;
+mod ebpf_object;
 mod firewalld;
 mod forwarder;
 mod fwd_dns;
@@ -15,5 +21,13 @@ mod fwd_mesh;
 mod fwd_ops;
 mod generated;
 mod golden;
+mod golden_installs;
+mod hygiene;
+mod json_contract;
 mod kernel;
+mod no_panic;
+mod packaging;
+mod prop_installs;
+mod races;
 mod readme;
+mod txn;

@@ -397,3 +397,221 @@ fn a_backend_ref_port_that_matches_no_inbound_is_a_warning() {
         "{w:?}"
     );
 }
+
+/// Dataplane `i` of a generated mesh: one inbound on `10.x.y.z:8080` of
+/// service `svc-<i % 500>`, built without YAML (the parser has its own tests).
+fn generated(i: u32) -> Loaded {
+    use crate::model::dataplane::{Inbound, Networking};
+    let name = format!("dp-{i}");
+    let [_, a, b, c] = (0x0a00_0000 + i).to_be_bytes();
+    let inbound = Inbound {
+        port: 8080,
+        tags: [("kuma.io/service".to_string(), format!("svc-{}", i % 500))]
+            .into_iter()
+            .collect(),
+        ..Inbound::default()
+    };
+    Loaded {
+        what: format!("dataplane file big.yaml: Dataplane {name}"),
+        dp: Box::new(Dataplane {
+            kind: Some("Dataplane".into()),
+            mesh: Some("default".into()),
+            name,
+            networking: Networking {
+                address: format!("10.{a}.{b}.{c}"),
+                inbound: vec![inbound],
+                ..Networking::default()
+            },
+            ..Dataplane::default()
+        }),
+    }
+}
+
+#[test]
+fn a_mesh_of_50k_dataplanes_still_finds_duplicates_and_conflicts() {
+    const N: u32 = 50_000;
+    let all = || (0..N).map(generated).collect::<Vec<_>>();
+    let nowhere = |_: IpAddr| false;
+
+    // The same Dataplane twice (first and last) is one member.
+    let mut v = all();
+    v.push(generated(0));
+    let m = build(v, None, &nowhere, &mut Vec::new()).unwrap();
+    assert_eq!(m.dataplanes, N as usize);
+    assert_eq!(m.services.len(), 500);
+    assert!(m.services.iter().all(|s| s.endpoints.len() == 100));
+    // svc-7's last instance is Dataplane 7 + 99 * 500 = 49507.
+    assert_eq!(m.services[7].endpoints[99], sa("10.0.193.99:8080"));
+
+    // The same name with other contents, far apart.
+    let mut v = all();
+    let mut other = generated(12_345);
+    other.what = "dataplane file late.yaml: Dataplane dp-12345".into();
+    other.dp.networking.address = "192.0.2.1".into();
+    v.push(other);
+    let e = build(v, None, &nowhere, &mut Vec::new()).unwrap_err().0;
+    assert!(
+        e.contains(
+            "big.yaml: Dataplane dp-12345 and dataplane file late.yaml: Dataplane dp-12345 are both"
+        ),
+        "{e}"
+    );
+
+    // Another Dataplane on an inbound address:port already taken.
+    let mut v = all();
+    let mut clash = generated(N + 1);
+    clash.dp.networking.address = "10.0.144.33".into();
+    v.push(clash);
+    let e = build(v, None, &nowhere, &mut Vec::new()).unwrap_err().0;
+    assert!(
+        e.contains("10.0.144.33:8080 is an inbound of both dataplane file big.yaml: Dataplane dp-36897 and dataplane file big.yaml: Dataplane dp-50001"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_directory_is_read_file_by_file_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write("b.yaml", &dp("b-1", "10.0.0.2", &[(7000, "b")]));
+    write("a.yml", &dp("a-1", "10.0.0.3", &[(7000, "a")]));
+    write(
+        "c.json",
+        r#"{"type":"Dataplane","mesh":"default","name":"c-1","networking":{"address":"10.0.0.4","inbound":[{"port":81,"tags":{"kuma.io/service":"c"}}]}}"#,
+    );
+    write("README.md", "not a Dataplane");
+    write(".hidden.yaml", "not: [valid");
+    std::fs::create_dir(dir.path().join("sub.yaml")).unwrap();
+    let all = read_files(dir.path(), "--dataplane").unwrap();
+    let names: Vec<&str> = all.iter().map(|l| l.dp.name.as_str()).collect();
+    assert_eq!(names, ["a-1", "b-1", "c-1"]);
+    assert!(
+        all[1].what.ends_with("b.yaml: Dataplane b-1"),
+        "{}",
+        all[1].what
+    );
+    let m = load(&[dir.path()], None, None, &mut Vec::new()).unwrap();
+    assert_eq!(m.dataplanes, 3);
+
+    write("d.yaml", "type: Dataplane\nname: d\n");
+    let e = read_files(dir.path(), "--dataplane").unwrap_err().0;
+    assert!(e.contains("d.yaml: Dataplane d is not valid"), "{e}");
+    let empty = tempfile::tempdir().unwrap();
+    let e = read_files(empty.path(), "--dataplane").unwrap_err().0;
+    assert!(e.contains("is a directory without *.yaml"), "{e}");
+}
+
+#[test]
+fn label_refs_match_whatever_label_they_are_filed_under() {
+    // Many endpoints carry `zone: z1`, few `version: v2`: a ref with both is
+    // filed under the rarer one and must still see every label.
+    let mut docs = Vec::new();
+    for i in 0..40u16 {
+        let version = if i % 10 == 0 { "v2" } else { "v1" };
+        docs.push(format!(
+            "type: Dataplane\nmesh: default\nname: s-{i}\nlabels:\n  zone: z1\nnetworking:\n  address: 10.0.1.{i}\n  inbound:\n  - port: 7000\n    tags:\n      kuma.io/service: s{}\n      version: {version}\n",
+            i % 4
+        ));
+    }
+    let refs = "    reachableBackends:\n      refs:\n      - kind: MeshService\n        labels:\n          zone: z1\n          version: v2\n      - kind: MeshService\n        labels:\n          kuma.io/display-name: s3\n          zone: z1\n      - kind: MeshService\n        labels:\n          zone: nowhere\n";
+    let mut all = loaded("mesh.yaml", &docs.join("---\n"));
+    all.extend(loaded(
+        "a.yaml",
+        &with_tp(dp("a-1", "10.0.0.1", &[(8080, "a")]), refs),
+    ));
+    let here = |ip: IpAddr| ip == IpAddr::from([10, 0, 0, 1]);
+    let m = build(all, None, &here, &mut Vec::new()).unwrap();
+    let got: Vec<(&str, Vec<SocketAddr>)> = m
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.endpoints.clone()))
+        .collect();
+    let at = |i: u8| sa(&format!("10.0.1.{i}:7000"));
+    // version v2: s-0, s-10, s-20, s-30 (services s0, s2, s0, s2); display-name
+    // s3: every fourth. In order of first appearance.
+    assert_eq!(
+        got,
+        vec![
+            ("s0", vec![at(0), at(20)]),
+            ("s3", (0..10).map(|k| at(4 * k + 3)).collect()),
+            ("s2", vec![at(10), at(30)]),
+        ]
+    );
+    assert_eq!(m.unreachable, ["s1", "a"]);
+}
+
+#[test]
+fn this_hosts_addresses_are_read_once() {
+    let here = LocalAddrs::of_this_host();
+    assert!(here.contains(IpAddr::from([127, 0, 0, 1])));
+    assert!(here.contains("::1".parse().unwrap()));
+    assert!(!here.contains(IpAddr::from([192, 0, 2, 213])));
+}
+
+#[test]
+fn the_summary_of_a_large_mesh_stays_one_short_line() {
+    let m = build(
+        (0..5_000).map(generated).collect(),
+        None,
+        &|_| false,
+        &mut Vec::new(),
+    )
+    .unwrap();
+    let s = m.summary().unwrap();
+    assert!(
+        s.starts_with(
+            "mesh default: 5000 Dataplane(s), 500 reachable service(s): svc-0 (10), svc-1 (10),"
+        ) && s.contains("svc-19 (10) and 480 more; no local Dataplane"),
+        "{s}"
+    );
+}
+
+#[test]
+fn duplicate_keys_are_refused() {
+    // serde_yaml would let a struct's map take the last value silently; the
+    // generic value every document goes through refuses the file instead.
+    let base = dp("x", "10.0.0.2", &[(80, "x")]);
+    for (extra, key) in [
+        ("labels: {a: b, a: c}\n", "a"),
+        ("probes: 1\nprobes: 2\n", "probes"),
+    ] {
+        let e = parse("d.yaml", &format!("{base}{extra}")).unwrap_err().0;
+        assert!(
+            e.contains("document 1 is not valid YAML or JSON")
+                && e.contains(&format!("duplicate entry with key \"{key}\"")),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_dataplane_read_from_its_value_equals_one_read_from_text() {
+    // Lenient and unusual forms: the direct path must give what the text
+    // path gives, or fail and leave it to the text path.
+    let docs = [
+        dp("plain", "10.0.0.1", &[(7000, "b")]),
+        "type: Dataplane\nmesh: default\nname: lenient\nlabels: {team: a, n: 1}\nnetworking:\n  address: \"10.0.0.2\"\n  inbound:\n  - port: \"7001\"\n    servicePort: 7100\n    serviceAddress: 127.0.0.1\n    tags: &t\n      kuma.io/service: c\n      version: 2\n      canary: true\n  - port: 7002\n    tags: *t\n".into(),
+        "type: Dataplane\nmesh: 123\nname: 456\nnetworking:\n  address: 10.0.0.3\n  inbound:\n  - port: 7003\n    tags:\n      kuma.io/service: d\n".into(),
+        "type: Dataplane\nmesh: default\nname: nulls\nlabels:\nnetworking:\n  address: 10.0.0.4\n  advertisedAddress: ~\n  inbound:\n  - port:\n    servicePort:\n    tags:\n      kuma.io/service: e\n".into(),
+        "type: Dataplane\nmesh: default\nname: tp\nnetworking:\n  address: fd00::5\n  inbound:\n  - port: 80\n    address: fd00::6\n    tags:\n      kuma.io/service: f\n  transparentProxying:\n    redirectPortInbound: \"15006\"\n    redirectPortOutbound: 15001\n    ipFamilyMode: ipv4\n    reachableServices: [a, b]\n    reachableBackends:\n      refs:\n      - kind: MeshService\n        name: a\n        port: \"80\"\n      - kind: MeshService\n        labels: {kuma.io/zone: z, n: 2}\n    unknownKnob: {deep: [1, {x: y}]}\n".into(),
+        "type: Dataplane\nmesh: default\nname: extras\nmetrics:\n  enabledForProxy: true\n  conf: {port: 5670, path: /metrics}\nprobes: {port: 9000, endpoints: [{inboundPort: 80, path: /x}]}\nnetworking:\n  address: 10.0.0.7\n  gateway: {type: BUILTIN, tags: {kuma.io/service: gw}}\n  outbound: [{port: 1, tags: {kuma.io/service: q}}]\n".into(),
+        "type: Dataplane\nmesh: default\nname: strange\nnetworking:\n  address: !!str 10.0.0.8\n  inbound:\n  - port: 80.0\n    tags:\n      kuma.io/service: !custom g\n".into(),
+        "type: Dataplane\nmesh: default\nname: big\nnetworking:\n  address: 10.0.0.9\n  inbound:\n  - port: 4294967296\n    tags: {kuma.io/service: h}\n".into(),
+        r#"{"type":"Dataplane","mesh":"default","name":"json","networking":{"address":"10.0.0.10","inbound":[{"port":81,"tags":{"kuma.io/service":"j","weight":1.5}}]}}"#.into(),
+    ];
+    let mut direct = 0;
+    for doc in docs {
+        let v: Value = serde_yaml::from_str(&doc).unwrap();
+        let text = Dataplane::from_text(&serde_yaml::to_string(&v).unwrap());
+        if let Ok(d) = Dataplane::deserialize(&v) {
+            direct += 1;
+            assert_eq!(Some(&d), text.as_ref().ok(), "{doc}");
+        }
+        assert_eq!(
+            from_value(&v).map_err(|e| e.to_string()),
+            text.map_err(|e| e.to_string()),
+            "{doc}"
+        );
+    }
+    assert!(direct >= 5, "the direct path was taken {direct} times");
+}

@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::config::{Config, IpFamilyMode};
-use crate::model::RuleSet;
+use crate::host::canonical::{CanonicalChain, CanonicalPlan};
+use crate::host::readback::{matches_receipt, read_back};
+use crate::model::{Position, RuleSet};
 use crate::plan::{Facts, FamilyFacts, plan};
 use crate::render::rule_args;
 
@@ -66,15 +68,53 @@ fn simulated_after(plan: &FamilyRules, foreign_nat: &str) -> String {
     out
 }
 
+/// The plan "as the kernel prints it", the way [`simulated_after`] writes it.
+fn simulated_canon(plan: &FamilyRules) -> CanonicalPlan {
+    CanonicalPlan {
+        family: plan.family,
+        chains: plan
+            .non_empty_tables()
+            .flat_map(|t| {
+                t.chains
+                    .iter()
+                    .filter(|c| !c.rules.is_empty())
+                    .map(|c| CanonicalChain {
+                        table: t.name,
+                        chain: c.name.clone(),
+                        lines: c
+                            .final_order()
+                            .iter()
+                            .map(|r| {
+                                format!("-A {} {}", c.name, rule_args(r, true, Style::default()))
+                            })
+                            .collect(),
+                    })
+            })
+            .collect(),
+    }
+}
+
+fn verify(
+    plan: &FamilyRules,
+    before: &Saved,
+    owned: &Owned,
+    after: &Saved,
+) -> Result<Vec<crate::host::receipt::TableReceipt>, Vec<String>> {
+    read_back(plan, &simulated_canon(plan), before, owned, after).map(|r| {
+        assert!(r.foreign_changes.is_empty(), "{:?}", r.foreign_changes);
+        r.tables
+    })
+}
+
 const FOREIGN: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:CUSTOM - [0:0]\n-A PREROUTING -p udp -j CUSTOM\n-A OUTPUT -p icmp -j CUSTOM\n-A CUSTOM -j RETURN\nCOMMIT\n";
 
 #[test]
 fn fresh_install_input_creates_chains_and_rules_only() {
     let set = default_plan();
     let before = Saved::parse(FOREIGN);
-    let owned = find_owned(&before, &|_, _| false);
+    let owned = find_owned(&before, &Known::default());
     assert!(owned.is_empty());
-    let input = transaction_input(&owned, Some(&set.v4));
+    let input = transaction_input(&owned, Some(&set.v4), None);
     assert!(
         input.starts_with("*nat\n-N KUMA_MESH_INBOUND\n-N KUMA_MESH_OUTBOUND\n"),
         "{input}"
@@ -88,10 +128,10 @@ fn fresh_install_input_creates_chains_and_rules_only() {
 fn reinstall_input_removes_old_rules_first_and_keeps_chains() {
     let set = default_plan();
     let after = Saved::parse(&simulated_after(&set.v4, FOREIGN));
-    let owned = find_owned(&after, &|_, _| false);
+    let owned = find_owned(&after, &Known::default());
     assert_eq!(owned.rules.len(), 2, "{:?}", owned.rules);
     assert_eq!(owned.chains.len(), 4);
-    let input = transaction_input(&owned, Some(&set.v4));
+    let input = transaction_input(&owned, Some(&set.v4), None);
     let lines: Vec<&str> = input.lines().collect();
     assert!(lines[1].starts_with("-D PREROUTING"), "{input}");
     assert!(lines[2].starts_with("-D OUTPUT"), "{input}");
@@ -111,8 +151,8 @@ fn reinstall_input_removes_old_rules_first_and_keeps_chains() {
 fn uninstall_input_deletes_chains() {
     let set = default_plan();
     let after = Saved::parse(&simulated_after(&set.v4, FOREIGN));
-    let owned = find_owned(&after, &|_, _| false);
-    let input = transaction_input(&owned, None);
+    let owned = find_owned(&after, &Known::default());
+    let input = transaction_input(&owned, None, None);
     assert!(
         input.contains("-X KUMA_MESH_OUTBOUND_REDIRECT\n"),
         "{input}"
@@ -150,16 +190,27 @@ fn verification_rejects_missing_moved_or_foreign_changes() {
     let e = verify(&set.v4, &before, &Owned::default(), &Saved::parse(&missing)).unwrap_err();
     assert!(e.iter().any(|p| p.contains("KUMA_MESH_OUTBOUND")), "{e:?}");
 
-    // a foreign rule lost
+    // a foreign rule lost meanwhile: reported, not ours to judge
     let lost: String = good
         .lines()
         .filter(|l| *l != "-A OUTPUT -p icmp -j CUSTOM")
         .map(|l| format!("{l}\n"))
         .collect();
-    let e = verify(&set.v4, &before, &Owned::default(), &Saved::parse(&lost)).unwrap_err();
-    assert!(e.iter().any(|p| p.contains("nat/OUTPUT")), "{e:?}");
+    let rb = read_back(
+        &set.v4,
+        &simulated_canon(&set.v4),
+        &before,
+        &Owned::default(),
+        &Saved::parse(&lost),
+    )
+    .expect("our rules are in place");
+    assert!(
+        rb.foreign_changes.iter().any(|p| p.contains("nat/OUTPUT")),
+        "{:?}",
+        rb.foreign_changes
+    );
 
-    // our appended jump put above the foreign rule
+    // a foreign rule appended after our appended jump: reported, accepted
     let mut lines: Vec<&str> = good.lines().collect();
     let jump = lines
         .iter()
@@ -171,7 +222,32 @@ fn verification_rejects_missing_moved_or_foreign_changes() {
         .unwrap();
     lines.swap(jump, icmp);
     let moved = lines.join("\n") + "\n";
-    assert!(verify(&set.v4, &before, &Owned::default(), &Saved::parse(&moved)).is_err());
+    let rb = read_back(
+        &set.v4,
+        &simulated_canon(&set.v4),
+        &before,
+        &Owned::default(),
+        &Saved::parse(&moved),
+    )
+    .unwrap();
+    assert!(
+        rb.foreign_changes[0].contains("appended rules after ours"),
+        "{:?}",
+        rb.foreign_changes
+    );
+
+    // two of our own rules swapped: not what was planned
+    let mut lines: Vec<&str> = good.lines().collect();
+    let ours: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("-A KUMA_MESH_OUTBOUND "))
+        .map(|(i, _)| i)
+        .collect();
+    lines.swap(ours[0], ours[1]);
+    let swapped = lines.join("\n") + "\n";
+    let e = verify(&set.v4, &before, &Owned::default(), &Saved::parse(&swapped)).unwrap_err();
+    assert!(e[0].contains("KUMA_MESH_OUTBOUND: position 1"), "{e:?}");
 }
 
 #[test]
@@ -189,35 +265,6 @@ fn receipt_match_detects_drift() {
 }
 
 #[test]
-fn line_matching_uses_target_and_comment() {
-    let set = default_plan();
-    let nat = set.v4.table(TableName::Nat).unwrap();
-    let rule = &nat
-        .chains
-        .iter()
-        .find(|c| c.name == "KUMA_MESH_OUTBOUND_REDIRECT")
-        .unwrap()
-        .rules[0];
-    let saved = "-A KUMA_MESH_OUTBOUND_REDIRECT -p tcp -m comment --comment \"kuma/mesh/transparent/proxy/redirect TCP traffic to envoy (port 15001)\" -j REDIRECT --to-ports 15001";
-    assert!(line_matches(rule, saved, true));
-    assert!(!line_matches(
-        rule,
-        &saved.replace("(port 15001)", "(port 15002)"),
-        true
-    ));
-    assert!(!line_matches(
-        rule,
-        &saved.replace("--to-ports 15001", "--to-ports 15002"),
-        true
-    ));
-    assert!(line_matches(
-        rule,
-        "-A KUMA_MESH_OUTBOUND_REDIRECT -p tcp -j REDIRECT --to-ports 15001",
-        false
-    ));
-}
-
-#[test]
 fn offending_lines_are_found_in_both_error_styles() {
     let input = "*nat\n-N A\n-A A -j NOPE\nCOMMIT\n";
     assert_eq!(
@@ -229,4 +276,95 @@ fn offending_lines_are_found_in_both_error_styles() {
         Some("line 3: -A A -j NOPE")
     );
     assert_eq!(offending_line("something else", input), None);
+}
+
+#[test]
+fn receipt_lines_are_ours_only_as_often_as_listed() {
+    let saved = Saved::parse(
+        "*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -d 10.0.0.0/8 -j RETURN\n-A OUTPUT -d 10.0.0.0/8 -j RETURN\nCOMMIT\n",
+    );
+    let mut known = Known::default();
+    known.add(TableName::Nat, "-A OUTPUT -d 10.0.0.0/8 -j RETURN");
+    let owned = find_owned(&saved, &known);
+    assert_eq!(owned.rules.len(), 1, "the foreign twin is not taken along");
+    let mut twice = known.clone();
+    twice.merge(known.clone());
+    assert_eq!(
+        find_owned(&saved, &twice).rules.len(),
+        1,
+        "two records of one rule name one rule"
+    );
+}
+
+#[test]
+fn legacy_input_declares_policy_counters() {
+    let set = default_plan();
+    let before = Saved::parse(
+        FOREIGN
+            .replace(":OUTPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [5:201]")
+            .as_str(),
+    );
+    let owned = find_owned(&before, &Known::default());
+    let input = transaction_input(&owned, Some(&set.v4), Some(&before));
+    assert!(
+        input.contains(
+            "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [5:201]\n"
+        ),
+        "{input}"
+    );
+    assert!(!input.contains(":CUSTOM"), "{input}");
+}
+
+#[test]
+fn drift_names_every_difference() {
+    let set = default_plan();
+    let before = Saved::parse(FOREIGN);
+    let good = simulated_after(&set.v4, FOREIGN);
+    let rec = verify(&set.v4, &before, &Owned::default(), &Saved::parse(&good)).unwrap();
+    let missing: String = good
+        .lines()
+        .filter(|l| !l.contains("redirect TCP traffic to envoy (port 15001)"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let d = crate::host::readback::drift(&rec, &Saved::parse(&missing));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(
+        d[0].starts_with("missing rule: nat -A KUMA_MESH_OUTBOUND_REDIRECT"),
+        "{d:?}"
+    );
+    let doubled = good.replace(
+        "COMMIT",
+        "-A OUTPUT -p tcp -m comment --comment \"kuma/mesh/transparent/proxy/x\" -j RETURN\nCOMMIT",
+    );
+    let d = crate::host::readback::drift(&rec, &Saved::parse(&doubled));
+    assert!(
+        d.iter()
+            .any(|x| x.starts_with("unexpected rule: nat -A OUTPUT")),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn wait_interval_goes_only_with_wait() {
+    let exes = Executables {
+        family: Family::Ipv4,
+        mode: Mode::Legacy,
+        iptables: "/usr/sbin/iptables-legacy".into(),
+        save: "/usr/sbin/iptables-legacy-save".into(),
+        restore: "/usr/sbin/iptables-legacy-restore".into(),
+        version: String::new(),
+        custom: true,
+    };
+    let mut opts = RestoreOptions {
+        wait: 0,
+        wait_interval: 21,
+        retries: 0,
+        sleep: Duration::ZERO,
+        verbose: false,
+    };
+    let line = restore_cmd(&exes, &opts, &["--test"]).display();
+    assert!(!line.contains("--wait"), "{line}");
+    opts.wait = 5;
+    let line = restore_cmd(&exes, &opts, &["--test"]).display();
+    assert!(line.contains("--wait=5 --wait-interval=21"), "{line}");
 }

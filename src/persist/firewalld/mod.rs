@@ -406,7 +406,7 @@ pub fn render(existing: Option<&str>, set: &RuleSet) -> anyhow::Result<String> {
 }
 
 /// Reads `path`; `Ok(None)` when it does not exist.
-fn read_optional(path: &Path) -> anyhow::Result<Option<String>> {
+pub fn read_optional(path: &Path) -> anyhow::Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -487,8 +487,9 @@ pub fn store(path: &Path, set: &RuleSet) -> anyhow::Result<FirewalldReceipt> {
 
 /// [`store`] for a re-install: `previous` (the receipt of the install being
 /// replaced) names entries to take out even when they cannot be recognised
-/// (comments disabled), and carries over whether the file was ours to create.
-/// The file is only rewritten when its text changes.
+/// (comments disabled), and carries over whether the file was ours to create
+/// and what it held before the first install. The file is only rewritten
+/// when its text changes.
 pub fn store_replacing(
     path: &Path,
     set: &RuleSet,
@@ -500,12 +501,67 @@ pub fn store_replacing(
     if existing.as_deref() != Some(up.xml.as_str()) {
         replace(path, &up.xml).with_context(what)?;
     }
-    let created = existing.is_none() || previous.is_some_and(|p| p.created && p.path == path);
-    Ok(FirewalldReceipt {
+    Ok(receipt_for(path, existing.as_deref(), up.entries, previous))
+}
+
+/// What the receipt records for the planned entries of `set` stored at
+/// `path` whose text is `existing` now.
+fn receipt_for(
+    path: &Path,
+    existing: Option<&str>,
+    entries: Vec<String>,
+    previous: Option<&FirewalldReceipt>,
+) -> FirewalldReceipt {
+    let previous = previous.filter(|p| p.path == path);
+    let created = existing.is_none() || previous.is_some_and(|p| p.created);
+    let original = match previous {
+        Some(p) => p.original.clone(),
+        None => existing
+            .filter(|t| t.trim().is_empty() || entries_in(t).is_ok_and(|e| e.is_empty()))
+            .map(str::to_string),
+    };
+    FirewalldReceipt {
         path: path.to_path_buf(),
         created,
-        entries: up.entries,
-    })
+        entries,
+        original,
+    }
+}
+
+/// What [`store_replacing`] would record, without writing anything: the
+/// journal entry an install writes before it changes the file.
+pub fn intent(
+    path: &Path,
+    set: &RuleSet,
+    previous: Option<&FirewalldReceipt>,
+) -> anyhow::Result<FirewalldReceipt> {
+    let existing = read_optional(path)?;
+    let up = update(existing.as_deref(), set, previous)
+        .with_context(|| format!("firewalld direct configuration {}", path.display()))?;
+    Ok(receipt_for(path, existing.as_deref(), up.entries, previous))
+}
+
+/// The entries `set` plans, in receipt form (for recognising the entries of
+/// an install whose receipt is gone and whose rules carry no comments).
+pub fn planned_forms(set: &RuleSet) -> Vec<String> {
+    planned_entries(set).iter().map(|e| e.to_string()).collect()
+}
+
+/// Puts the file back as it was before a failed install stored into it:
+/// `text`, or no file.
+pub fn put_back(path: &Path, text: Option<&str>) -> anyhow::Result<()> {
+    match text {
+        Some(t) => replace(path, t),
+        None => {
+            let target = write_target(path);
+            match std::fs::remove_file(&target) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(e).with_context(|| format!("removing {}", target.display()))
+                }
+                _ => Ok(()),
+            }
+        }
+    }
 }
 
 /// What [`unstore`] did.
@@ -519,10 +575,25 @@ pub struct Unstored {
 
 /// Removes our entries from the file at `path`: those the receipt lists and
 /// those [`Entry::is_ours`] recognises (so kumactl's, and installs whose
-/// receipt is gone, are cleaned too). Everything else stays byte for byte. A
-/// file we created that holds nothing else afterwards is deleted. A missing
-/// file is nothing to do.
+/// receipt is gone, are cleaned too). See [`unstore_all`].
 pub fn unstore(path: &Path, receipt: Option<&FirewalldReceipt>) -> anyhow::Result<Unstored> {
+    unstore_all(path, receipt.as_slice(), &[])
+}
+
+/// Removes from the file at `path` every entry [`Entry::is_ours`]
+/// recognises, every entry one of `records` lists (the receipt, an
+/// unfinished run), and every entry of `extra` (receipt form: what the
+/// configuration plans, for comment-less installs without a receipt).
+/// Everything else stays byte for byte. Afterwards, a file a record says we
+/// created is deleted when nothing else is in it; a file that held no
+/// entries before the first install gets its original text back (an empty
+/// file stays empty, `<direct/>` stays `<direct/>`) when nothing else is in
+/// it. A missing file is nothing to do.
+pub fn unstore_all(
+    path: &Path,
+    records: &[&FirewalldReceipt],
+    extra: &[String],
+) -> anyhow::Result<Unstored> {
     let what = || format!("firewalld direct configuration {}", path.display());
     let Some(existing) = read_optional(path)? else {
         return Ok(Unstored::default());
@@ -530,10 +601,10 @@ pub fn unstore(path: &Path, receipt: Option<&FirewalldReceipt>) -> anyhow::Resul
     if existing.trim().is_empty() {
         return Ok(Unstored::default());
     }
-    let listed = match receipt {
-        Some(r) => parse_all(&r.entries).context("reading the receipt's firewalld entries")?,
-        None => Vec::new(),
-    };
+    let mut listed = parse_all(extra).context("reading the planned firewalld entries")?;
+    for r in records {
+        listed.extend(parse_all(&r.entries).context("reading the receipt's firewalld entries")?);
+    }
     let doc = xml::Document::parse(&existing).with_context(what)?;
     let ours = matching(&doc, |e| e.is_ours() || listed.iter().any(|l| l.same_as(e)));
     if ours.is_empty() {
@@ -545,7 +616,8 @@ pub fn unstore(path: &Path, receipt: Option<&FirewalldReceipt>) -> anyhow::Resul
         .with_context(what)?
         .children
         .is_empty();
-    if empty && receipt.is_some_and(|r| r.created) {
+    let mine = |r: &&&FirewalldReceipt| r.path == path;
+    if empty && records.iter().filter(mine).any(|r| r.created) {
         let target = write_target(path);
         std::fs::remove_file(&target).with_context(|| format!("removing {}", target.display()))?;
         return Ok(Unstored {
@@ -553,6 +625,11 @@ pub fn unstore(path: &Path, receipt: Option<&FirewalldReceipt>) -> anyhow::Resul
             deleted: true,
         });
     }
+    let original = records.iter().filter(mine).find_map(|r| r.original.clone());
+    let text = match original {
+        Some(o) if empty => o,
+        _ => text,
+    };
     replace(path, &text).with_context(what)?;
     Ok(Unstored {
         removed,

@@ -300,6 +300,7 @@ fn update_replaces_stale_entries_of_ours_only() {
         path: DEFAULT_PATH.into(),
         created: true,
         entries: first.entries.clone(),
+        original: None,
     };
     let third = update(Some(&first.xml), &set, Some(&receipt)).unwrap();
     // The chains are planned again and stay; every comment-less rule goes.
@@ -394,6 +395,50 @@ fn store_and_unstore_files() {
     );
     assert!(preflight(&path, &set).is_err());
     assert!(preflight(&dir.path().join("none/direct.xml"), &set).is_err());
+}
+
+#[test]
+fn files_without_entries_come_back_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("direct.xml");
+    let set = dns_insert_set();
+    for original in [
+        "",
+        "\n",
+        "<direct/>",
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<direct/>\n",
+        "<?xml version=\"1.0\"?>\n<direct>\n  <!-- nothing yet -->\n</direct>\n",
+    ] {
+        std::fs::write(&path, original).unwrap();
+        let intended = intent(&path, &set, None).unwrap();
+        let r = store(&path, &set).unwrap();
+        assert_eq!(r, intended, "the journal records what the store does");
+        assert!(!r.created);
+        assert_eq!(r.original.as_deref(), Some(original));
+        // a re-install carries the original over
+        let again = store_replacing(&path, &set, Some(&r)).unwrap();
+        assert_eq!(again.original.as_deref(), Some(original));
+        unstore(&path, Some(&again)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            original,
+            "{original:?}"
+        );
+    }
+    // an entry someone else added meanwhile keeps the file as it is now
+    std::fs::write(&path, "<direct/>").unwrap();
+    let r = store(&path, &set).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "</direct>",
+        "  <passthrough ipv=\"ipv4\">-A INPUT -j ACCEPT</passthrough>\n</direct>",
+    );
+    std::fs::write(&path, &text).unwrap();
+    unstore(&path, Some(&r)).unwrap();
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("<passthrough")
+    );
 }
 
 #[test]
