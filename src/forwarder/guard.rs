@@ -256,11 +256,11 @@ impl LoopGuard {
             Side::Inbound => &[Side::Outbound, Side::Inbound],
         };
         // Locks in index order; held across connect(2) so the record exists
-        // before the SYN can come back.
-        let mut held: Vec<MutexGuard<'_, Registry>> = sides
-            .iter()
-            .map(|s| lock(&self.regs[*s as usize]))
-            .collect();
+        // before the SYN can come back. (At most two: no allocation.)
+        let mut held: [Option<MutexGuard<'_, Registry>>; 2] = [None, None];
+        for (slot, side) in held.iter_mut().zip(sides) {
+            *slot = Some(lock(&self.regs[*side as usize]));
+        }
         match s.connect(&dst.into()) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -275,7 +275,7 @@ impl LoopGuard {
         // Decided before the locks go: a connection that comes back for this
         // connect is judged by what is recorded here.
         let taken_over = self.quarantined(&key);
-        for r in &mut held {
+        for r in held.iter_mut().flatten() {
             let e = r.live.entry(key).or_default();
             e.count += 1;
             e.suspect |= suspect;
