@@ -26,7 +26,9 @@
 #   MODE=perf scripts/profile-forwarder.sh       # where each proxy's CPU goes (perf
 #                                                # record -g, kernel and user; a binary
 #                                                # with symbols: see TPROXYCTL_BIN)
-# Knobs: N [20000] connections per measurement, ROUNDS [3], PIN [0],
+# Knobs: N [20000] connections (or round trips) per measurement, ROUNDS [3], PIN [0],
+#        LOAD [conn] (rtt: N 1-byte round trips on one connection instead; in the
+#        cpu table "conn/s" is then the round trip's p50 in us, and "us" per trip),
 #        PERF_OUT (perf and callgrind modes: keep the raw data as PERF_OUT.*),
 #        TARGETS ["forwarder haproxy floor"], TPROXYCTL_BIN (skip the build).
 # Extra arguments are appended to the forwarder's command line
@@ -39,6 +41,7 @@ N=${N:-20000}
 ROUNDS=${ROUNDS:-3}
 PIN=${PIN:-0}
 MODE=${MODE:-cpu}
+LOAD=${LOAD:-conn}
 TARGETS=${TARGETS:-"forwarder haproxy floor"}
 log() { printf '[profile] %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { log "must run as root"; exit 2; }
@@ -46,6 +49,7 @@ log() { printf '[profile] %s\n' "$*" >&2; }
 for c in ip iptables setpriv taskset haproxy perf rustc; do
   command -v "$c" >/dev/null || { log "$c is needed"; exit 2; }
 done
+case "$LOAD" in conn|rtt) ;; *) log "LOAD is conn or rtt"; exit 2 ;; esac
 case "$MODE" in
   cpu) ;;
   strace) command -v strace >/dev/null || { log "strace is needed"; exit 2; } ;;
@@ -225,7 +229,12 @@ start() { # target [wrapper...]
   wait_listen "${PORT_OF[$t]}" || { tail -5 "$WORK/$t.log" >&2; log "$t did not start"; exit 1; }
 }
 EXTRA=("$@")
-connrate() { nsx "$WORK/fwprobe" connrate "${IP_OF[$1]}:7000" 600 4 "$2"; }
+# LOAD=conn: N connections (connect, 1-byte echo, close) from 4 workers;
+# LOAD=rtt: N 1-byte round trips on one connection (the benchmark's rtt probe).
+connrate() {
+  if [ "$LOAD" = rtt ]; then nsx "$WORK/fwprobe" rtt "${IP_OF[$1]}:7000" "$2" 200
+  else nsx "$WORK/fwprobe" connrate "${IP_OF[$1]}:7000" 600 4 "$2"; fi
+}
 ECHO=$(pid_of fwprobe)
 
 if [ "$MODE" = callgrind ]; then
@@ -293,7 +302,12 @@ for r in $(seq "$ROUNDS"); do
     perf stat -x, -e task-clock,context-switches -p "$ECHO" -o "$WORK/ps.server" 2>/dev/null & s1=$!
     perf stat -x, -e task-clock,context-switches -p "$pp" -o "$WORK/ps.proxy" 2>/dev/null & s2=$!
     sleep 0.3
-    out=$(nsx perf stat -x, -e task-clock,context-switches -o "$WORK/ps.client" "$WORK/fwprobe" connrate "${IP_OF[$t]}:7000" 600 4 "$N")
+    if [ "$LOAD" = rtt ]; then
+      out=$(nsx perf stat -x, -e task-clock,context-switches -o "$WORK/ps.client" "$WORK/fwprobe" rtt "${IP_OF[$t]}:7000" "$N" 200)
+      out="per_s=$(printf '%s' "$out" | sed -n 's/.*p50=\([0-9.]*\).*/\1/p')"
+    else
+      out=$(nsx perf stat -x, -e task-clock,context-switches -o "$WORK/ps.client" "$WORK/fwprobe" connrate "${IP_OF[$t]}:7000" 600 4 "$N")
+    fi
     kill -INT "$s1" "$s2"; wait "$s1" "$s2" 2>/dev/null || true
     read -r cu _ < <(per_conn "$WORK/ps.client")
     read -r su _ < <(per_conn "$WORK/ps.server")
