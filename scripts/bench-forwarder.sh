@@ -11,6 +11,8 @@
 #
 # Extra arguments are appended to the forwarder's command line, e.g.
 #   scripts/bench-forwarder.sh --workers 2
+# TPROXYCTL_BIN=path skips the build and benchmarks that binary (e.g. one
+# built from another commit, for a before/after comparison).
 #
 # MODE=modes compares the redirection modes instead, in one run and through
 # the same forwarder: no proxy (direct), `install transparent-proxy` (iptables
@@ -29,16 +31,19 @@ top=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 bench="$top/../shared/bench/forwarder-bench.sh"
 [ -f "$bench" ] || { echo "bench-forwarder: $bench not found (shared/ must sit beside the repository)" >&2; exit 2; }
 
-cargo build --release --manifest-path "$top/Cargo.toml" --bin tproxyctl >&2
+if [ -z "${TPROXYCTL_BIN:-}" ]; then
+  cargo build --release --manifest-path "$top/Cargo.toml" --bin tproxyctl >&2
+  TPROXYCTL_BIN="${CARGO_TARGET_DIR:-$top/target}/release/tproxyctl"
+fi
 if [ "${MODE:-shared}" = modes ]; then
-  exec bash "$top/scripts/bench-modes.sh" "$bench" "${CARGO_TARGET_DIR:-$top/target}/release/tproxyctl" "$@"
+  exec bash "$top/scripts/bench-modes.sh" "$bench" "$TPROXYCTL_BIN" "$@"
 fi
 
 # The forwarder runs as uid 5678: give it a copy under a world-readable directory.
 dir=$(mktemp -d /tmp/tproxyctl-bench.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 chmod 755 "$dir"
-install -m 755 "${CARGO_TARGET_DIR:-$top/target}/release/tproxyctl" "$dir/tproxyctl"
+install -m 755 "$TPROXYCTL_BIN" "$dir/tproxyctl"
 
 # No receipt: the benchmark's rules are not an install. Admin off keeps the
 # namespace's ports to the ones the benchmark knows about.

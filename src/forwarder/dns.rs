@@ -10,7 +10,7 @@
 //! forwarder runs as the exempt UID (and its sockets are that UID's).
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,7 +19,8 @@ use std::time::Duration;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, watch};
 
@@ -376,24 +377,39 @@ async fn resolve(
     Some(servfail(&query))
 }
 
+/// One query to one server over UDP, from a fresh socket (a random source
+/// port per query, as resolvers do against spoofed answers). `connect(2)`
+/// binds an unbound socket to such a port itself, so there is no `bind(2)`.
 async fn exchange_udp(server: SocketAddr, q: &[u8]) -> std::io::Result<Vec<u8>> {
-    let local: SocketAddr = if server.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let s = UdpSocket::bind(local).await?;
-    s.connect(server).await?;
+    let s = Socket::new(
+        Domain::for_address(server),
+        Type::DGRAM.nonblocking().cloexec(),
+        Some(Protocol::UDP),
+    )?;
+    s.connect(&server.into())?;
+    let s = UdpSocket::from_std(s.into())?;
     s.send(q).await?;
-    let mut buf = vec![0u8; 65535];
     loop {
-        let n = s.recv(&mut buf).await?;
-        // Ignore stray datagrams with another ID.
-        if n >= 2 && buf[..2] == q[..2] {
-            buf.truncate(n);
-            return Ok(buf);
+        s.readable().await?;
+        match s.try_io(Interest::READABLE, || recv_answer(&s, q)) {
+            Ok(Some(answer)) => return Ok(answer),
+            // Ignore stray datagrams with another ID.
+            Ok(None) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// Reads one datagram into a stack buffer and copies it out when it answers
+/// `q` (same ID): no zeroed 64 KiB allocation per query (with many queries
+/// in flight the heap grew and shrank with them: `brk` calls, page faults).
+fn recv_answer(s: &UdpSocket, q: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 65535];
+    let n = SockRef::from(s).recv(&mut buf)?;
+    // SAFETY: recv initialised the first n bytes.
+    let got = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+    Ok((n >= 2 && got[..2] == q[..2]).then(|| got.to_vec()))
 }
 
 async fn exchange_tcp(server: SocketAddr, q: &[u8]) -> std::io::Result<Vec<u8>> {

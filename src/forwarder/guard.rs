@@ -68,7 +68,7 @@
 //! was handed to our connects again and again, each abandoned although it
 //! would have reached the real destination.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
@@ -88,6 +88,12 @@ pub enum Side {
 }
 
 type Key = (SocketAddr, SocketAddr);
+
+/// The maps of the guard are read or written several times per connection:
+/// foldhash (randomly seeded per map) instead of SipHash, which cost about
+/// a tenth of the forwarder's user-space instructions per connection
+/// (callgrind, see README "Performance").
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// How many records share a key (it can come back after a close), whether
 /// one was made for a suspect connection, and whether it is a connect
@@ -205,7 +211,7 @@ impl LoopGuard {
         LoopGuard {
             regs: Default::default(),
             quarantine: Mutex::new(Quarantine {
-                until: HashMap::new(),
+                until: HashMap::default(),
                 order: VecDeque::new(),
                 ttl,
             }),
@@ -285,11 +291,11 @@ impl LoopGuard {
             Side::Inbound => &[Side::Outbound, Side::Inbound],
         };
         // Locks in index order; held across connect(2) so the record exists
-        // before the SYN can come back.
-        let mut held: Vec<MutexGuard<'_, Registry>> = sides
-            .iter()
-            .map(|s| lock(&self.regs[*s as usize]))
-            .collect();
+        // before the SYN can come back. (At most two: no allocation.)
+        let mut held: [Option<MutexGuard<'_, Registry>>; 2] = [None, None];
+        for (slot, side) in held.iter_mut().zip(sides) {
+            *slot = Some(lock(&self.regs[*side as usize]));
+        }
         match s.connect(&dst.into()) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -304,7 +310,7 @@ impl LoopGuard {
         // Decided before the locks go: a connection that comes back for this
         // connect is judged by what is recorded here.
         let taken_over = self.quarantined(&key);
-        for r in &mut held {
+        for r in held.iter_mut().flatten() {
             let e = r.live.entry(key).or_default();
             e.count += 1;
             e.suspect |= suspect;

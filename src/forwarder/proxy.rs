@@ -319,7 +319,7 @@ async fn handle(sh: Arc<Shared>, client: Socket, a: Accepted) {
                 &upstream,
                 settings.idle_timeout,
                 client_data,
-                cut.as_mut(),
+                (cut.as_mut(), || sh.cutting.load(Relaxed)),
                 |m| {
                     st.bytes_sent.fetch_add(m.sent - seen.sent, Relaxed);
                     st.bytes_received

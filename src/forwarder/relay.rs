@@ -82,6 +82,9 @@ struct Half {
     /// Data is known to be waiting in `src` (its readiness was consumed
     /// while the upstream connect was pending): read before waiting.
     try_read: bool,
+    /// Last Pending came from `dst` (full), not from `src`: this direction
+    /// does not look at its source now.
+    waits_on_dst: bool,
 }
 
 impl Half {
@@ -97,7 +100,7 @@ impl Half {
     ) -> Poll<io::Result<()>> {
         loop {
             if self.pending > 0 {
-                let mut g = ready!(dst.poll_write_ready(cx))?;
+                let mut g = ready!(self.wait_dst(cx, dst))?;
                 let pipe = self.pipe.as_ref().expect("pending bytes live in a pipe");
                 match splice_out(pipe, dst.get_ref().as_fd(), self.pending) {
                     Ok(n) => {
@@ -111,7 +114,7 @@ impl Half {
                 continue;
             }
             if !self.left.is_empty() {
-                let mut g = ready!(dst.poll_write_ready(cx))?;
+                let mut g = ready!(self.wait_dst(cx, dst))?;
                 match dst.get_ref().send(&self.left) {
                     Ok(n) => {
                         self.left.drain(..n);
@@ -145,6 +148,7 @@ impl Half {
             let mut g = if std::mem::take(&mut self.try_read) {
                 None
             } else {
+                self.waits_on_dst = false;
                 Some(ready!(src.poll_read_ready(cx))?)
             };
             if self.splice {
@@ -204,6 +208,28 @@ impl Half {
         }
     }
 
+    /// Write readiness of `dst`, noting that this direction waits on it.
+    fn wait_dst<'a>(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &'a Conn,
+    ) -> Poll<io::Result<tokio::io::unix::AsyncFdReadyGuard<'a, Socket>>> {
+        self.waits_on_dst = true;
+        dst.poll_write_ready(cx)
+    }
+
+    /// Whether this direction is waiting for `src` to become readable (so
+    /// a reset of `src` wakes it).
+    fn watches_src(&self) -> bool {
+        !self.done && !self.waits_on_dst
+    }
+
+    /// Whether this direction is waiting for `dst` to become writable (so
+    /// a reset of `dst` wakes it).
+    fn watches_dst(&self) -> bool {
+        !self.done && self.waits_on_dst
+    }
+
     /// A pipe still holding bytes is closed with the connection, not reused.
     fn discard(&mut self) {
         if self.pending == 0
@@ -219,16 +245,21 @@ impl Half {
 const NO_IDLE_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Relays until both directions are done, an error on either socket, the
-/// idle timeout (0: none) or `stop` (the drain deadline). `progress` is
-/// called with the bytes moved so far whenever data moved, at most once per
-/// poll (the caller keeps live byte counters with it). `client_data` says
-/// that data from the client is already waiting.
+/// idle timeout (0: none) or `stop` (the drain deadline). `stop` is polled
+/// first, then again only once `stopping()` says it fired (it keeps the
+/// waker of its first poll): a stop is rare, messages are not.
+/// `progress` is called with the bytes moved so far whenever data moved,
+/// at most once per poll (the caller keeps live byte counters with it).
+/// `client_data` says that data from the client is already waiting.
 pub async fn relay(
     client: &Conn,
     upstream: &Conn,
     idle: Duration,
     client_data: bool,
-    stop: std::pin::Pin<&mut impl Future<Output = ()>>,
+    (stop, stopping): (
+        std::pin::Pin<&mut impl Future<Output = ()>>,
+        impl Fn() -> bool,
+    ),
     mut progress: impl FnMut(Moved),
 ) -> (Moved, End) {
     let idle = if idle.is_zero() {
@@ -246,8 +277,11 @@ pub async fn relay(
     let mut sleep = std::pin::pin!(tokio::time::sleep(idle));
     // An error (a reset) on a socket that is not being read or written: a
     // direction blocked on its destination does not look at its source.
+    // Polled only while no direction waits on that socket (a reset makes a
+    // socket readable and writable, which wakes a direction that does).
     let mut client_err = std::pin::pin!(client.ready(Interest::ERROR));
     let mut upstream_err = std::pin::pin!(upstream.ready(Interest::ERROR));
+    let mut first = true;
     let end = poll_fn(|cx| {
         let mut moved = false;
         let r = (|| -> Poll<io::Result<()>> {
@@ -285,10 +319,14 @@ pub async fn relay(
             Poll::Ready(Err(_)) => return Poll::Ready(End::Reset),
             Poll::Pending => {}
         }
-        if client_err.as_mut().poll(cx).is_ready() || upstream_err.as_mut().poll(cx).is_ready() {
+        let client_watched = up.watches_src() || down.watches_dst();
+        let upstream_watched = down.watches_src() || up.watches_dst();
+        if (!client_watched && client_err.as_mut().poll(cx).is_ready())
+            || (!upstream_watched && upstream_err.as_mut().poll(cx).is_ready())
+        {
             return Poll::Ready(End::Reset);
         }
-        if stop.as_mut().poll(cx).is_ready() {
+        if (std::mem::take(&mut first) || stopping()) && stop.as_mut().poll(cx).is_ready() {
             return Poll::Ready(End::Drained);
         }
         // Idle timer: re-armed lazily from the last activity when it fires.
