@@ -248,7 +248,8 @@ if [ "$MODE" = callgrind ]; then
     for k in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
     TOTAL[$n]=$(awk '/^(summary|totals):/{print $2; exit}' "$WORK/cg/out.$n")
   done
-  echo "forwarder: $(( (TOTAL[3000] - TOTAL[1000]) / 2000 )) user-space instructions per connection (callgrind)"
+  unit=connection; [ "$LOAD" = rtt ] && unit="round trip"
+  echo "forwarder: $(( (TOTAL[3000] - TOTAL[1000]) / 2000 )) user-space instructions per $unit (callgrind)"
   callgrind_annotate "$WORK/cg/out.3000" 2>/dev/null | sed -n '/^Ir/,$p' | head -30 || true
   if [ -n "${PERF_OUT:-}" ]; then cp "$WORK/cg/out.3000" "$PERF_OUT.callgrind"; fi
   exit 0

@@ -14,8 +14,9 @@
 use std::future::{Future, poll_fn};
 use std::io;
 use std::os::fd::AsFd;
+use std::sync::OnceLock;
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use socket2::Socket;
 use tokio::io::Interest;
@@ -241,6 +242,45 @@ impl Half {
     }
 }
 
+/// The coarse monotonic clock: the time of the kernel's last tick, read
+/// from the vDSO without touching the clock source (in a VM the full clock
+/// is a paravirtual read). Every message is stamped with it for the idle
+/// timeout, which needs milliseconds at most.
+fn coarse_now() -> Duration {
+    coarse(libc::clock_gettime)
+}
+
+/// The coarse clock's resolution (one tick), read once.
+fn coarse_resolution() -> Duration {
+    static RES: OnceLock<Duration> = OnceLock::new();
+    *RES.get_or_init(|| coarse(libc::clock_getres))
+}
+
+fn coarse(
+    f: unsafe extern "C" fn(libc::clockid_t, *mut libc::timespec) -> libc::c_int,
+) -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out pointer; CLOCK_MONOTONIC_COARSE exists since Linux 2.6.32.
+    if unsafe { f(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
+/// Time since `last` (a [`coarse_now`] reading), never more than has really
+/// passed: two readings can each lag the true time by up to one tick.
+fn coarse_since(last: Duration) -> Duration {
+    coarse_now()
+        .saturating_sub(last)
+        .saturating_sub(coarse_resolution())
+}
+
 /// How long "no idle timeout" (a configured 0) waits: a century.
 const NO_IDLE_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
@@ -273,7 +313,7 @@ pub async fn relay(
         ..Half::default()
     };
     let mut down = Half::default();
-    let mut last = Instant::now();
+    let mut last = coarse_now();
     let mut sleep = std::pin::pin!(tokio::time::sleep(idle));
     // An error (a reset) on a socket that is not being read or written: a
     // direction blocked on its destination does not look at its source.
@@ -308,7 +348,7 @@ pub async fn relay(
             }
         })();
         if moved {
-            last = Instant::now();
+            last = coarse_now();
             progress(Moved {
                 sent: up.bytes,
                 received: down.bytes,
@@ -331,7 +371,7 @@ pub async fn relay(
         }
         // Idle timer: re-armed lazily from the last activity when it fires.
         while sleep.as_mut().poll(cx).is_ready() {
-            let since = last.elapsed();
+            let since = coarse_since(last);
             if since >= idle {
                 return Poll::Ready(End::IdleTimeout);
             }
