@@ -32,7 +32,7 @@
 # Every mesh also holds the `probe` Dataplane and this proxy's own
 # Dataplane, whose reachableBackends name every service (so the refs index is
 # used). Rules come from `tproxyctl install transparent-proxy` and the
-# forwarder runs with `--user`, as the README says, in throwaway network
+# forwarder runs with `--user`, as docs/forwarder.md says, in throwaway network
 # namespaces that are removed on exit.
 #
 # Usage (root): scripts/bench-mesh-scale.sh [SIZE...]

@@ -15,7 +15,7 @@ fail() { echo "check-package.sh: $*" >&2; exit 1; }
 
 deb=${1:-}
 if [ -z "$deb" ]; then
-  # pinned, --locked: the same cargo-deb every run (see README, Install)
+  # pinned, --locked: the same cargo-deb every run (see README.md, Install)
   cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked --version 3.8.0
   deb=$(cargo deb --locked | tail -n1)
 fi
@@ -39,6 +39,12 @@ for f in /usr/share/bash-completion/completions/tproxyctl \
   /usr/share/zsh/vendor-completions/_tproxyctl \
   /usr/share/fish/vendor_completions.d/tproxyctl.fish; do
   [ -s "$f" ] || fail "missing completion $f"
+done
+
+# The documentation the README links to, beside it (dpkg.cfg.d may exclude /usr/share/doc).
+for f in /usr/share/doc/tproxyctl/README.md /usr/share/doc/tproxyctl/docs/install-on-a-vm.md \
+  /usr/share/doc/tproxyctl/docs/troubleshooting.md; do
+  [ -s "$f" ] || fail "missing $f (is /usr/share/doc excluded by /etc/dpkg/dpkg.cfg.d?)"
 done
 
 units=(/usr/lib/systemd/system/tproxyctl-install.service /usr/lib/systemd/system/tproxyctl-forwarder.service)

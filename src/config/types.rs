@@ -421,6 +421,13 @@ impl VnetNetwork {
         validate_interface(iface)?;
         let net = IpNet::from_str(cidr)
             .map_err(|_| format!("invalid CIDR definition for {cidr}{}", space_hint(cidr)))?;
+        if net.prefix_len() == 0 {
+            // Its rule redirects what is *not* sent to the network: with /0
+            // that is nothing, and iptables-nft refuses `! -d 0.0.0.0/0`.
+            return Err(format!(
+                "{cidr} in {t} is every address: the network's rule redirects traffic from {iface} that is not sent to the network, so it would redirect nothing (and iptables-nft cannot load it); give the virtual network's own CIDR, e.g. docker0:172.17.0.0/16"
+            ));
+        }
         Ok(VnetNetwork {
             interface: iface.to_string(),
             cidr: IpMatch {
@@ -660,6 +667,14 @@ mod tests {
                 .contains("invalid CIDR")
         );
         assert!(VnetNetwork::parse("br+:10.0.0.0/8").is_ok());
+        for every in ["docker0:0.0.0.2/0", "docker0:::/0"] {
+            assert!(
+                VnetNetwork::parse(every)
+                    .unwrap_err()
+                    .contains("is every address"),
+                "{every}"
+            );
+        }
         assert!(VnetNetwork::parse("docker0: 172.17.0.0/16").is_err());
     }
 

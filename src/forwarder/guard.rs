@@ -47,12 +47,32 @@
 //! got one of those 4-tuples is abandoned at once and made again from
 //! another port, and its connection, if it reached our listener, is closed
 //! with a FIN — which also makes that conntrack entry reopenable.
+//!
+//! The abandoned connect's socket stays open until its record retires. A
+//! record marked taken over makes the listener close, unlogged, whatever
+//! arrives from its 4-tuple, so that 4-tuple must stay ours for as long:
+//! closed at once, it was free again as soon as our listener had closed
+//! its side first (no TIME-WAIT on ours), and the kernel could give it to
+//! the application's very next connect to the same destination — which
+//! reopened the now FIN-closed conntrack entry, was redirected to us, judged
+//! taken over and closed: an innocent client cut (EOF, or a reset when its
+//! data had arrived) with no access-log line (seen with `conntrack -E`:
+//! `DESTROY … TIME_WAIT` then `NEW … SYN_SENT` for that port right after
+//! our abandoned connect; up to one run in ten of the overload test).
+//! While our socket holds the 4-tuple no other socket can have it.
+//!
+//! Once such a connection of ours has been closed at our listener, the
+//! 4-tuple leaves the quarantine: when our socket closes in turn, the entry
+//! has seen a FIN both ways and the next SYN reopens it. Kept quarantined,
+//! and no longer in TIME-WAIT on our side (our listener closed first), it
+//! was handed to our connects again and again, each abandoned although it
+//! would have reached the real destination.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{setsockopt, sockopt};
@@ -72,7 +92,7 @@ type Key = (SocketAddr, SocketAddr);
 /// The maps of the guard are read or written several times per connection:
 /// foldhash (randomly seeded per map) instead of SipHash, which cost about
 /// a tenth of the forwarder's user-space instructions per connection
-/// (callgrind, see README "Performance").
+/// (callgrind, see docs/forwarder.md "Performance").
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// How many records share a key (it can come back after a close), whether
@@ -139,8 +159,9 @@ pub fn close_timeout() -> Duration {
 pub enum Started {
     /// Connecting; hand the record back with [`LoopGuard::done`].
     Connecting(Socket, SocketAddr, Record),
-    /// The kernel gave it the 4-tuple of a client we reset: abandoned
-    /// (closed); connect again. Hand the record back too.
+    /// The kernel gave it the 4-tuple of a client we reset: abandoned (its
+    /// socket stays open in the record until the record retires, see the
+    /// module docs); connect again. Hand the record back too.
     TakenOver(Record),
 }
 
@@ -148,8 +169,10 @@ pub enum Started {
 struct Registry {
     /// Recorded connects.
     live: HashMap<Key, Entry>,
-    /// Finished connects waiting for a drain, with their sequence number.
-    retiring: VecDeque<(Key, u64)>,
+    /// Finished connects waiting for a drain, with their sequence number
+    /// and, for an abandoned connect, its socket (closed when the record
+    /// has retired from every listener it is in).
+    retiring: VecDeque<(Key, u64, Option<Arc<Socket>>)>,
     /// Sequence number of the next finished connect.
     seq: u64,
 }
@@ -173,6 +196,9 @@ pub struct Record {
     key: Key,
     /// Registries it is in.
     sides: &'static [Side],
+    /// An abandoned connect's socket, kept open so that its 4-tuple stays
+    /// ours while the record says [`Verdict::TakenOver`] for it.
+    held: Option<Socket>,
 }
 
 fn lock(m: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
@@ -193,16 +219,25 @@ impl LoopGuard {
     }
 
     /// Judges a connection accepted on `side` from `peer` to `dst`.
+    ///
+    /// [`Verdict::TakenOver`] also ends that 4-tuple's quarantine: the
+    /// caller closes the connection with a FIN, and our abandoned socket
+    /// holds the 4-tuple until its record retires, so by the time any
+    /// connect can get it again the conntrack entry has seen both FINs and
+    /// reopens for a new SYN (see the module docs).
     pub fn check(&self, side: Side, peer: SocketAddr, dst: SocketAddr) -> Verdict {
-        match lock(&self.regs[side as usize])
-            .live
-            .get(&(canonical(peer), canonical(dst)))
-        {
+        let key = (canonical(peer), canonical(dst));
+        let verdict = match lock(&self.regs[side as usize]).live.get(&key) {
             None => Verdict::Clear,
             Some(e) if e.taken_over => Verdict::TakenOver,
             Some(e) if e.suspect => Verdict::Loop,
             Some(_) => Verdict::Suspect,
+        };
+        if verdict == Verdict::TakenOver {
+            let mut q = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+            q.until.remove(&key);
         }
+        verdict
     }
 
     /// The forwarder reset (or is about to reset) the client connection
@@ -282,24 +317,33 @@ impl LoopGuard {
             e.taken_over |= taken_over;
         }
         drop(held);
-        let rec = Record { key, sides };
         if taken_over {
-            // Closed with a FIN if the handshake with our listener is done,
+            // Kept open until the record retires (see the module docs), then
+            // closed with a FIN if the handshake with our listener is done,
             // answered with a reset otherwise: either way that conntrack
             // entry becomes reopenable.
-            drop(s);
-            return Ok(Started::TakenOver(rec));
+            let held = Some(s);
+            return Ok(Started::TakenOver(Record { key, sides, held }));
         }
-        Ok(Started::Connecting(s, local, rec))
+        Ok(Started::Connecting(
+            s,
+            local,
+            Record {
+                key,
+                sides,
+                held: None,
+            },
+        ))
     }
 
     /// The connect finished (connected, failed or timed out): its record
     /// retires at the next drain of each of its listeners.
     pub fn done(&self, rec: Record) {
+        let held = rec.held.map(Arc::new);
         for side in rec.sides {
             let mut r = lock(&self.regs[*side as usize]);
             let seq = r.seq;
-            r.retiring.push_back((rec.key, seq));
+            r.retiring.push_back((rec.key, seq, held.clone()));
             r.seq += 1;
         }
     }
@@ -311,9 +355,12 @@ impl LoopGuard {
 
     /// Called when a drain that started at `start` emptied the accept queue.
     pub fn drained(&self, side: Side, start: u64) {
+        // Sockets of abandoned connects are closed once the lock is released.
+        let mut closing = Vec::new();
         let mut r = lock(&self.regs[side as usize]);
-        while r.retiring.front().is_some_and(|(_, seq)| *seq < start) {
-            let (key, _) = r.retiring.pop_front().expect("front exists");
+        while r.retiring.front().is_some_and(|(_, seq, _)| *seq < start) {
+            let (key, _, held) = r.retiring.pop_front().expect("front exists");
+            closing.extend(held);
             if let Some(e) = r.live.get_mut(&key) {
                 e.count -= 1;
                 if e.count == 0 {
@@ -321,6 +368,8 @@ impl LoopGuard {
                 }
             }
         }
+        drop(r);
+        drop(closing);
     }
 }
 
@@ -416,5 +465,60 @@ mod tests {
         let g = LoopGuard::new(Duration::ZERO);
         g.quarantine(first, dst);
         assert!(!g.quarantined(&(first, dst)));
+    }
+
+    /// Reads `c` (non-blocking) until it has something to say: `Some(n)`
+    /// bytes (0: the peer closed) or `None` when nothing came for a while.
+    fn read_soon(c: &mut std::net::TcpStream, wait: Duration) -> Option<usize> {
+        use std::io::Read;
+        let t = Instant::now();
+        loop {
+            match c.read(&mut [0u8; 16]) {
+                Ok(n) => return Some(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && t.elapsed() < wait => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_abandoned_connect_holds_its_4_tuple_until_its_record_retires() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dst = l.local_addr().unwrap();
+        let g = LoopGuard::new(Duration::from_secs(60));
+        for port in 1..=u16::MAX {
+            g.quarantine(SocketAddr::new(dst.ip(), port), dst);
+        }
+        let Started::TakenOver(rec) = g.connect(Side::Inbound, dst, None, false).unwrap() else {
+            panic!("every port is quarantined")
+        };
+        let (local, _) = rec.key;
+        let (mut c, peer) = l.accept().unwrap();
+        assert_eq!(peer, local);
+        c.set_nonblocking(true).unwrap();
+        // Closed at once, the socket would free its 4-tuple for any other
+        // connect while the record still says "taken over" (module docs).
+        assert_eq!(read_soon(&mut c, Duration::from_millis(100)), None);
+        g.done(rec);
+        assert_eq!(read_soon(&mut c, Duration::from_millis(100)), None);
+        assert!(g.quarantined(&(local, dst)));
+        drain(&g, Side::Inbound);
+        assert_eq!(
+            g.check(Side::Outbound, local, dst),
+            Verdict::TakenOver,
+            "still recorded for the outbound listener"
+        );
+        // Our listener closes it: that 4-tuple is usable again once ours is.
+        assert!(!g.quarantined(&(local, dst)));
+        let neighbour = SocketAddr::new(local.ip(), local.port() ^ 1);
+        assert!(g.quarantined(&(neighbour, dst)), "only that 4-tuple");
+        assert_eq!(read_soon(&mut c, Duration::from_millis(100)), None);
+        drain(&g, Side::Outbound);
+        assert_eq!(g.check(Side::Outbound, local, dst), Verdict::Clear);
+        // Retired from both listeners: closed with a FIN.
+        assert_eq!(read_soon(&mut c, Duration::from_secs(5)), Some(0));
     }
 }

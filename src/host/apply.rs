@@ -256,6 +256,10 @@ fn restore_cmd(exes: &Executables, opts: &RestoreOptions, flags: &[&str]) -> Cmd
         // Policy counters are declared in the input (transaction_input).
         cmd = cmd.arg("--counters");
     }
+    if !flags.contains(&"--test") {
+        // Applies, rolls back or removes rules: see exec's module comment.
+        cmd = cmd.commits();
+    }
     cmd.args(flags.iter().copied())
 }
 

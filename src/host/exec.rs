@@ -7,9 +7,21 @@
 //! the host (install, uninstall) sets a [`Budget`] first: a limit per process
 //! and a deadline for the whole command, both derived from `--wait` and the
 //! retry settings. A process still running at its limit is killed and the
-//! error says "timed out" with its command line. Children are started with
-//! `PR_SET_PDEATHSIG(SIGKILL)`, so an `iptables-restore` never outlives a
-//! tproxyctl that was killed (it would otherwise apply rules nobody records).
+//! error says "timed out" with its command line.
+//!
+//! A killed tproxyctl. Children are started with `PR_SET_PDEATHSIG(SIGKILL)`:
+//! a save, a `--test` or an `nft` listing dies with us. A process that
+//! *commits* a change ([`Cmd::commits`]: the `iptables-restore` that applies,
+//! rolls back or removes rules) is not killed, because killing it can leave
+//! half a commit — legacy iptables replaces a table and then, in a second
+//! system call, puts its rule and policy counters back; killed between the
+//! two, every counter of the table is zero. Instead it inherits the run's
+//! locks ([`hold_locks_in_committing_children`]), so it finishes its commit
+//! and the next run waits for it: no run ever starts while a restore of a
+//! dead run is still applying rules nobody records. Its time limit still
+//! holds without us: an `alarm(2)` set before exec (it survives exec; the
+//! default action of SIGALRM ends the process) ends a hung orphan, and with
+//! it the lock, when its limit is up.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -90,20 +102,61 @@ pub fn is_timeout(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Arms the child to be killed when we die (and, with `new_netns`, puts it
-/// into a new network namespace of its own).
-fn die_with_us(cmd: &mut Command, new_netns: bool) {
+/// The run's lock files (see [`hold_locks_in_committing_children`]).
+static LOCK_FDS: Mutex<Vec<std::os::fd::RawFd>> = Mutex::new(Vec::new());
+
+/// Makes the lock files `fds` (open, locked with `flock(2)`) be inherited by
+/// every process that commits a change ([`Cmd::commits`]) until
+/// [`release_locks_in_committing_children`]: a flock is held while any
+/// descriptor of it is open, so if we are killed while such a process runs,
+/// the lock stays held until it has finished.
+pub fn hold_locks_in_committing_children(fds: &[std::os::fd::RawFd]) {
+    LOCK_FDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend_from_slice(fds);
+}
+
+/// Stops handing `fds` to committing children (their locks are released).
+pub fn release_locks_in_committing_children(fds: &[std::os::fd::RawFd]) {
+    LOCK_FDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|fd| !fds.contains(fd));
+}
+
+/// Arms the child to be killed when we die or, when it `commits`, to hold
+/// the run's locks instead (see the module comment); with `new_netns`, puts
+/// it into a new network namespace of its own.
+fn die_with_us(cmd: &mut Command, new_netns: bool, commits: bool, limit: Duration) {
     use std::os::unix::process::CommandExt;
     let parent = std::process::id();
-    // SAFETY: prctl(2), getppid(2) and unshare(2) are async-signal-safe and
-    // touch no memory of the parent; the closure runs in the child between
-    // fork and exec.
+    let inherit: Vec<std::os::fd::RawFd> = if commits {
+        LOCK_FDS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    } else {
+        Vec::new()
+    };
+    let alarm_secs = u32::try_from(limit.as_secs().saturating_add(1)).unwrap_or(u32::MAX);
+    // SAFETY: prctl(2), fcntl(2), alarm(2), getppid(2) and unshare(2) are
+    // async-signal-safe and touch no memory of the parent (`inherit` is
+    // only read); the closure runs in the child between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            // Killed with us: the signal is sent when the thread that
-            // started the child ends, and that thread waits for it.
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)?;
+            if commits {
+                // The child's own copies of the lock descriptors stay open
+                // across exec (the parent's keep FD_CLOEXEC).
+                for &fd in &inherit {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                libc::alarm(alarm_secs);
+            } else {
+                // Killed with us: the signal is sent when the thread that
+                // started the child ends, and that thread waits for it.
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)?;
+            }
             if nix::unistd::getppid().as_raw() as u32 != parent {
                 // We were killed before the signal was armed.
                 return Err(std::io::Error::other("parent exited"));
@@ -167,6 +220,7 @@ pub struct Cmd {
     timeout: Duration,
     env: Vec<(String, String)>,
     new_netns: bool,
+    commits: bool,
 }
 
 impl Cmd {
@@ -178,7 +232,15 @@ impl Cmd {
             timeout: DEFAULT_TIMEOUT,
             env: Vec::new(),
             new_netns: false,
+            commits: false,
         }
+    }
+
+    /// Marks a process that commits a change to the host: it is not killed
+    /// when we are, and holds the run's locks until it ends (module comment).
+    pub fn commits(mut self) -> Self {
+        self.commits = true;
+        self
     }
 
     /// Runs the program in a new, empty network namespace of its own.
@@ -264,7 +326,7 @@ impl Cmd {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        die_with_us(&mut cmd, self.new_netns);
+        die_with_us(&mut cmd, self.new_netns, self.commits, timeout);
         if std::env::var_os("TPROXYCTL_TRACE_EXEC").is_some() {
             eprintln!("# [exec] {}", self.display());
         }

@@ -112,6 +112,7 @@ struct Held {
 
 impl Drop for HostLock {
     fn drop(&mut self) {
+        crate::host::exec::release_locks_in_committing_children(&self.fds());
         // Remove while still locked (see the module comment), then unlock.
         for h in self.held.drain(..).rev() {
             let _ = std::fs::remove_file(&h.path);
@@ -145,6 +146,12 @@ pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 impl HostLock {
+    /// The descriptors of the lock files held.
+    fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.held.iter().map(|h| h.lock.as_raw_fd()).collect()
+    }
+
     /// Takes every lock of `keys`, waiting at most `wait` in all (zero: one
     /// attempt). `what` names the run in the lock file ("install").
     pub fn acquire(keys: &[LockKey], wait: Duration, what: &str) -> anyhow::Result<HostLock> {
@@ -178,6 +185,7 @@ impl HostLock {
             })?;
             lock.held.push(held);
         }
+        crate::host::exec::hold_locks_in_committing_children(&lock.fds());
         Ok(lock)
     }
 }
@@ -221,7 +229,9 @@ fn take(path: &Path, deadline: Instant, what: &str) -> anyhow::Result<Held> {
                     if holder.is_empty() {
                         bail!("timed out waiting for the lock");
                     }
-                    bail!("timed out waiting for the lock held by PID/run {holder:?}");
+                    bail!(
+                        "timed out waiting for the lock held by PID/run {holder:?} (or by an iptables-restore it started, finishing its commit)"
+                    );
                 }
                 std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
                 pause = (pause * 2).min(Duration::from_millis(50));

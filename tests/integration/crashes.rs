@@ -5,8 +5,10 @@
 //! with their order and counters intact, `::6` not leaked, direct.xml back
 //! byte for byte, the receipt present exactly when our rules are. Half the
 //! trials go through restore wrappers that sleep before the real
-//! `*-restore`, so the kill lands inside the apply; none of tproxyctl's
-//! children may outlive it (they would apply rules nobody rolls back).
+//! `*-restore`, so the kill lands inside the apply. A restore that commits
+//! is not killed with tproxyctl (killed half-way, legacy would zero the
+//! table's counters): it finishes, holding the run's lock, so the recovery
+//! must have waited for it — none may still run when the recovery ends.
 //!
 //! `TPROXYCTL_CRASH_TRIALS` (per backend) and `TPROXYCTL_CRASH_SEED` make
 //! runs longer or repeatable; a failure prints the seed and the kill delay.
@@ -42,9 +44,9 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 /// Restore wrappers that sleep half a second before the real apply (one
-/// process: perl sleeps, then execs the real tool, so a parent-death
-/// signal set by tproxyctl reaches whatever runs), and pass `--version` and
-/// `--test` straight on.
+/// process: perl sleeps, then execs the real tool, so what tproxyctl set up
+/// for its child — a parent-death signal, inherited locks — applies to
+/// whatever runs), and pass `--version` and `--test` straight on.
 fn slow_executables(dir: &Path, backend: Backend) -> String {
     let m = backend.name();
     let mut pairs = Vec::new();
@@ -69,9 +71,6 @@ fn slow_executables(dir: &Path, backend: Backend) -> String {
 
 /// Seconds the slow wrappers wait before an apply.
 const APPLY_SLEEP: &str = "0.5";
-/// A restore child still running this long after its parent was killed
-/// outlived it (a parent-death signal ends it within milliseconds).
-const OUTLIVE: Duration = Duration::from_millis(250);
 
 /// The configurations the crash trials cycle through.
 fn configs() -> Vec<Vec<&'static str>> {
@@ -207,22 +206,21 @@ impl Trial<'_> {
         std::thread::sleep(delay);
         let _ = child.kill();
         let _ = child.wait();
-        std::thread::sleep(OUTLIVE);
-        let orphans: Vec<_> = processes(self.host)
-            .into_iter()
-            .filter(|(_, cmd)| cmd.contains("restore"))
-            .collect();
-        if !orphans.is_empty() {
-            problems.push(format!(
-                "restore processes of the killed install still ran {OUTLIVE:?} after the kill (they apply rules nobody rolls back): {orphans:?}"
-            ));
-        }
         let recovery = if recover_by_install {
             self.run_ok(&self.install, "install after the crash")
         } else {
             self.run_ok(&self.host.uninstall_args(), "uninstall after the crash")
         };
         problems.extend(recovery);
+        let orphans: Vec<_> = processes(self.host)
+            .into_iter()
+            .filter(|(_, cmd)| cmd.contains("restore"))
+            .collect();
+        if !orphans.is_empty() {
+            problems.push(format!(
+                "a restore of the killed install still ran when the recovery ended (the recovery must wait for it: it holds the run's lock): {orphans:?}"
+            ));
+        }
         problems.extend(wait_for_quiet(self.host, Duration::from_secs(20)));
         if recover_by_install {
             problems.extend(self.installed("after install"));

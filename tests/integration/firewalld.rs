@@ -1385,7 +1385,7 @@ fn assert_foreign_rules(s: &Sandbox, set: &RuleSet) {
     );
 }
 
-/// A firewalld.conf. `RFC3964_IPv4=no` is what the README asks for
+/// A firewalld.conf. `RFC3964_IPv4=no` is what docs/firewalld.md asks for
 /// IPv6 redirection (see `firewalld_default_rfc3964_rejects_ipv6_redirect`).
 fn conf(backend: &str, individual_calls: bool) -> String {
     format!(

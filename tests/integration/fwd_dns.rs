@@ -1,6 +1,6 @@
 //! The DNS proxy as an operator runs it: rules written by `tproxyctl install
 //! transparent-proxy --redirect-dns` (conntrack zone split on and off), the
-//! forwarder started with `--user` as the README says, and glibc's resolver
+//! forwarder started with `--user` as docs/forwarder.md says, and glibc's resolver
 //! (`getent hosts`: connected UDP, no EDNS, TCP after a truncated answer) as
 //! an application user. Also `--vnet` in dual-stack mode: containers on the
 //! bridge get answers, nobody else does.

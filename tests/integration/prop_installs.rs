@@ -248,6 +248,9 @@ fn vnet() -> impl Strategy<Value = String> {
             };
             format!("{name}{}:{cidr}", if prefix { "+" } else { "" })
         })
+        .prop_filter("a /0 virtual network is refused (bad_vnet)", |v| {
+            !v.ends_with("/0")
+        })
 }
 
 fn apply_flags() -> impl Strategy<Value = Vec<String>> {
@@ -727,6 +730,8 @@ fn bad_vnet() -> impl Strategy<Value = String> {
         "a'b:10.0.0.0/8",
         "abcdefghijklmnop:10.0.0.0/8",
         "docker0:10.0.0.1",
+        "docker0:0.0.0.2/0",
+        "docker0:::/0",
         "+:10.0.0.0/8",
     ])
     .prop_map(str::to_string)

@@ -482,15 +482,15 @@ fn wait_for_file(path: &Path) {
     }
 }
 
-/// Waits (bounded) until process `pid` is gone.
-fn wait_gone(pid: &str) {
+/// Waits (bounded by `limit`) until process `pid` is gone.
+fn wait_gone(pid: &str, limit: Duration) {
     let t0 = Instant::now();
     while Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
     {
         assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "process {pid} outlived tproxyctl"
+            t0.elapsed() < limit,
+            "process {pid} outlived tproxyctl by more than {limit:?}"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -505,7 +505,10 @@ fn has_v6_passthrough(ns: &Netns) -> bool {
 /// iptables-restore is about to apply (nothing applied); otherwise while it
 /// reads the rules back (everything applied, `::6` added, no receipt yet).
 /// Then `recover` (install or uninstall) must bring the host to a clean,
-/// known state, and the killed run's children must be gone for good.
+/// known state, and the killed run's children must be gone for good: the
+/// save at once (it dies with tproxyctl), the hung restore — which commits,
+/// so it is not killed with tproxyctl and holds the lock — at its own time
+/// limit (`--wait` 5 s + 10 s), after which the lock is free.
 fn killed_install_is_recovered(backend: Backend, during_apply: bool, recover: &str) {
     killed_install_is_recovered_with(backend, during_apply, recover, false)
 }
@@ -573,7 +576,19 @@ fn killed_install_is_recovered_with(
     let _ = child.wait();
     std::thread::sleep(Duration::from_millis(50));
     let orphan = std::fs::read_to_string(&marker).unwrap();
-    wait_gone(orphan.trim());
+    if during_apply {
+        // The restore holds the run's lock: a recovery now waits for it.
+        let out = t.a.tproxyctl(&uninstall(&receipt, &["--wait", "0"]));
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("finishing its commit"),
+            "{}",
+            stderr(&out)
+        );
+        wait_gone(orphan.trim(), Duration::from_secs(40));
+    } else {
+        wait_gone(orphan.trim(), Duration::from_secs(10));
+    }
     std::fs::write(dir.path().join("done"), "").unwrap();
     if !during_apply {
         assert!(has_v6_passthrough(&t.a), "::6 was added before the kill");

@@ -11,7 +11,8 @@
 //! `<rule>` is exactly [`render::rule_args`], the argument text the restore
 //! renderer writes — never iptables' output, kumactl's F1), applying rules
 //! (iptables-restore, in `host`), and reloading firewalld, which it never does
-//! (see the README, "Keeping the rules across reboots with firewalld").
+//! (see docs/firewalld.md, "When firewalld is running during install or
+//! uninstall").
 //!
 //! Priorities. firewalld orders the direct rules of one chain by priority,
 //! lower first; rules of equal priority have no guaranteed order, so every
