@@ -92,7 +92,7 @@ type Key = (SocketAddr, SocketAddr);
 /// The maps of the guard are read or written several times per connection:
 /// foldhash (randomly seeded per map) instead of SipHash, which cost about
 /// a tenth of the forwarder's user-space instructions per connection
-/// (callgrind, see README "Performance").
+/// (callgrind, see docs/forwarder.md "Performance").
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// How many records share a key (it can come back after a close), whether
