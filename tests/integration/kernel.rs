@@ -39,7 +39,11 @@ fn chains_of(save: &str, table: &str) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-fn install_args<'a>(backend: &'a str, receipt: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+pub(crate) fn install_args<'a>(
+    backend: &'a str,
+    receipt: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
     let mut v = vec![
         "install",
         "transparent-proxy",
@@ -54,7 +58,7 @@ fn install_args<'a>(backend: &'a str, receipt: &'a str, extra: &[&'a str]) -> Ve
     v
 }
 
-fn uninstall_args<'a>(receipt: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+pub(crate) fn uninstall_args<'a>(receipt: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec!["uninstall", "transparent-proxy", "--receipt", receipt];
     v.extend_from_slice(extra);
     v

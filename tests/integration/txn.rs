@@ -13,28 +13,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use crate::kernel::{install_args as install, uninstall_args as uninstall};
 use crate::require_kernel;
-
-fn install<'a>(exes: &'a str, receipt: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![
-        "install",
-        "transparent-proxy",
-        "--kuma-dp-user",
-        EXEMPT_USER,
-        "--iptables-executables",
-        exes,
-        "--receipt",
-        receipt,
-    ];
-    v.extend_from_slice(extra);
-    v
-}
-
-fn uninstall<'a>(receipt: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["uninstall", "transparent-proxy", "--receipt", receipt];
-    v.extend_from_slice(extra);
-    v
-}
 
 /// Both families of one backend, rule counters kept, chain policy counters
 /// and tables without content left out (legacy tables cannot be removed).
