@@ -20,6 +20,25 @@ use crate::model::{Family, TableName};
 use crate::plan::{self, Facts, FamilyFacts};
 use crate::ui;
 
+/// Comment-less configurations whose plans hold every DNS rule of either
+/// DNS mode (all traffic, or the resolv.conf servers, here documentation
+/// addresses), with the servers to plan them for: the DNS rules of an
+/// install made without comments are recognised by these rules' shapes.
+pub fn dns_shape_configs() -> [(Config, Vec<IpAddr>); 2] {
+    let placeholder: Vec<IpAddr> = vec![
+        "192.0.2.53".parse().expect("ip"),
+        "2001:db8::53".parse().expect("ip"),
+    ];
+    [(true, Vec::new()), (false, placeholder)].map(|(capture_all, servers)| {
+        let mut c = Config::default();
+        c.comments.disabled = true;
+        c.redirect.dns.enabled = true;
+        c.redirect.dns.capture_all = capture_all;
+        c.redirect.dns.skip_conntrack_zone_split = false;
+        (c, servers)
+    })
+}
+
 /// Resolves the configuration and prints its warnings.
 pub fn load_config(tp: &TpFlags, apply: Option<&ApplyFlags>) -> anyhow::Result<Config> {
     let resolved = config::resolve_process(tp, apply)?;
@@ -299,16 +318,7 @@ pub fn comment_less_known(
     }
     // 2. DNS rules of either DNS mode, by shape.
     let mut shapes: Vec<(TableName, String)> = Vec::new();
-    let placeholder: Vec<IpAddr> = vec![
-        "192.0.2.53".parse().expect("ip"),
-        "2001:db8::53".parse().expect("ip"),
-    ];
-    for (capture_all, servers) in [(true, Vec::new()), (false, placeholder)] {
-        let mut c = Config::default();
-        c.comments.disabled = true;
-        c.redirect.dns.enabled = true;
-        c.redirect.dns.capture_all = capture_all;
-        c.redirect.dns.skip_conntrack_zone_split = false;
+    for (c, servers) in dns_shape_configs() {
         let p = family_of(&plan::plan(&c, &facts(servers)).rules);
         let canon = canonical::canonicalise(exes, &p, cfg.wait)?;
         for (t, l) in canon.outside_our_chains() {

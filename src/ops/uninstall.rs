@@ -507,15 +507,7 @@ impl FirewalldPlan {
                 )));
             }
         }
-        let placeholder: Vec<IpAddr> = vec![
-            "192.0.2.53".parse().expect("ip"),
-            "2001:db8::53".parse().expect("ip"),
-        ];
-        for (capture_all, servers) in [(true, Vec::new()), (false, placeholder)] {
-            let mut c = Config::default();
-            c.comments.disabled = true;
-            c.redirect.dns.enabled = true;
-            c.redirect.dns.capture_all = capture_all;
+        for (c, servers) in common::dns_shape_configs() {
             for e in firewalld::planned_entries(&plan_with(&c, 0, servers)) {
                 if let firewalld::Entry::Rule {
                     ipv,
