@@ -1055,17 +1055,7 @@ fn write_status(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
         writeln!(out, "  {c:>10}  {n}")?;
     }
     for p in &s.ports {
-        writeln!(
-            out,
-            "{} port {}: {}",
-            p.name,
-            p.port,
-            if p.listening {
-                "listening"
-            } else {
-                "nothing listens"
-            }
-        )?;
+        writeln!(out, "{p}")?;
     }
     if s.problems.is_empty() {
         writeln!(out, "in place")?;

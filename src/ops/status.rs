@@ -65,6 +65,18 @@ pub struct PortStatus {
     pub listening: bool,
 }
 
+/// `outbound port 15001: listening`, as `status` prints it in either mode.
+impl std::fmt::Display for PortStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.listening {
+            "listening"
+        } else {
+            "nothing listens"
+        };
+        write!(f, "{} port {}: {state}", self.name, self.port)
+    }
+}
+
 impl PortStatus {
     pub fn probe(name: &'static str, port: u16) -> PortStatus {
         PortStatus {
@@ -362,16 +374,7 @@ fn text(rep: &Report) -> String {
             ));
         }
         for p in &rep.ports {
-            s.push_str(&format!(
-                "{} port {}: {}\n",
-                p.name,
-                p.port,
-                if p.listening {
-                    "listening"
-                } else {
-                    "nothing listens"
-                }
-            ));
+            s.push_str(&format!("{p}\n"));
         }
     }
     for p in &rep.problems {
