@@ -404,10 +404,7 @@ pub fn delete_table_if_pristine(
     table: TableName,
     current: &Saved,
 ) -> anyhow::Result<bool> {
-    if exes.mode != Mode::Nft {
-        return Ok(false);
-    }
-    let Ok(nft) = which::which("nft") else {
+    let Some(nft) = nft_program(exes) else {
         return Ok(false);
     };
     if !current.table(table).is_some_and(SavedTable::is_pristine) {
@@ -419,6 +416,15 @@ pub fn delete_table_if_pristine(
         .run()
         .with_context(|| format!("removing the empty {family} {} table", table.as_str()))?;
     Ok(true)
+}
+
+/// The `nft` program, when `exes` is the nft backend and nft is installed:
+/// what removing tables and base chains an install created needs.
+fn nft_program(exes: &Executables) -> Option<std::path::PathBuf> {
+    if exes.mode != Mode::Nft {
+        return None;
+    }
+    which::which("nft").ok()
 }
 
 /// The nft family name of an iptables family.
@@ -436,10 +442,7 @@ fn nft_family(family: Family) -> &'static str {
 pub fn nft_base_chains(
     exes: &Executables,
 ) -> anyhow::Result<Option<BTreeSet<(TableName, String)>>> {
-    if exes.mode != Mode::Nft {
-        return Ok(None);
-    }
-    let Ok(nft) = which::which("nft") else {
+    let Some(nft) = nft_program(exes) else {
         return Ok(None);
     };
     let out = Cmd::new(nft)
@@ -500,10 +503,7 @@ pub fn delete_base_chain_if_pristine(
     chain: &str,
     current: &Saved,
 ) -> anyhow::Result<bool> {
-    if exes.mode != Mode::Nft {
-        return Ok(false);
-    }
-    let Ok(nft) = which::which("nft") else {
+    let Some(nft) = nft_program(exes) else {
         return Ok(false);
     };
     let Some(st) = current.table(table) else {
